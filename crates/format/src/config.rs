@@ -54,13 +54,19 @@ impl ConfigHeader {
 
     /// Split a config file into its header, the header bytes (the AAD) and the sealed body.
     pub fn parse(bytes: &[u8]) -> Result<(ConfigHeader, &[u8], &[u8]), FormatError> {
-        let bad = |detail: &str| FormatError::Malformed { what: "config", detail: detail.into() };
+        let bad = |detail: &str| FormatError::Malformed {
+            what: "config",
+            detail: detail.into(),
+        };
         if bytes.len() < 12 || &bytes[..8] != CONFIG_MAGIC {
             return Err(bad("not a SnapGuard repository config (bad magic)"));
         }
         let version = u32::from_le_bytes(arr(&bytes[8..12]));
         if version != FORMAT_VERSION {
-            return Err(FormatError::UnsupportedVersion { what: "repository format", version });
+            return Err(FormatError::UnsupportedVersion {
+                what: "repository format",
+                version,
+            });
         }
         if bytes.len() < CONFIG_HEADER_LEN {
             return Err(bad("truncated header"));
@@ -68,7 +74,11 @@ impl ConfigHeader {
         let u64_at = |o: usize| u64::from_le_bytes(arr(&bytes[o..o + 8]));
         let header = ConfigHeader {
             version,
-            features: FeatureFlags { incompat: u64_at(12), ro_compat: u64_at(20), compat: u64_at(28) },
+            features: FeatureFlags {
+                incompat: u64_at(12),
+                ro_compat: u64_at(20),
+                compat: u64_at(28),
+            },
             cipher_code: bytes[36],
             repo_id: RepoId(arr(&bytes[37..69])),
             salt: arr(&bytes[69..101]),
@@ -112,7 +122,10 @@ impl ConfigFile {
             && c.pack_target_size >= 1 << 16
             && c.pack_target_size <= 1 << 30;
         if !ok {
-            return Err(FormatError::Malformed { what: "config", detail: "parameters out of range".into() });
+            return Err(FormatError::Malformed {
+                what: "config",
+                detail: "parameters out of range".into(),
+            });
         }
         Ok(c)
     }
@@ -165,7 +178,10 @@ mod tests {
         bytes.extend_from_slice(&[0; 20]);
         assert_eq!(
             ConfigHeader::parse(&bytes).err(),
-            Some(FormatError::UnsupportedVersion { what: "repository format", version: 2 })
+            Some(FormatError::UnsupportedVersion {
+                what: "repository format",
+                version: 2
+            })
         );
     }
 }

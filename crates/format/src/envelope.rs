@@ -64,16 +64,23 @@ impl EnvelopeHeader {
 
     /// Split a sealed file into its header, the header bytes and the sealed payload.
     pub fn parse(bytes: &[u8]) -> Result<(EnvelopeHeader, &[u8], &[u8]), FormatError> {
-        let bad = |detail: String| FormatError::Malformed { what: "sealed object", detail };
+        let bad = |detail: String| FormatError::Malformed {
+            what: "sealed object",
+            detail,
+        };
         if bytes.len() < ENVELOPE_HEADER_LEN + 16 {
             return Err(bad(format!("only {} bytes", bytes.len())));
         }
         if &bytes[..5] != ENVELOPE_MAGIC {
             return Err(bad("bad magic".into()));
         }
-        let kind = ObjectKind::from_code(bytes[5]).ok_or_else(|| bad(format!("unknown object kind {}", bytes[5])))?;
+        let kind = ObjectKind::from_code(bytes[5])
+            .ok_or_else(|| bad(format!("unknown object kind {}", bytes[5])))?;
         if bytes[6] != ENVELOPE_VERSION {
-            return Err(FormatError::UnsupportedVersion { what: "sealed object", version: u32::from(bytes[6]) });
+            return Err(FormatError::UnsupportedVersion {
+                what: "sealed object",
+                version: u32::from(bytes[6]),
+            });
         }
         let header = EnvelopeHeader {
             kind,
@@ -107,7 +114,10 @@ impl PackTrailer {
     /// Parse the trailer from the last bytes of a pack of `pack_len` bytes; returns the trailer
     /// and the offset where the sealed header starts.
     pub fn parse(tail: &[u8], pack_len: u64) -> Result<(PackTrailer, u64), FormatError> {
-        let bad = |detail: String| FormatError::Malformed { what: "pack trailer", detail };
+        let bad = |detail: String| FormatError::Malformed {
+            what: "pack trailer",
+            detail,
+        };
         if tail.len() != PACK_TRAILER_LEN || &tail[9..] != PACK_TRAILER_MAGIC {
             return Err(bad("missing trailer (pack truncated?)".into()));
         }
@@ -118,9 +128,15 @@ impl PackTrailer {
         };
         let min = (PACK_MAGIC.len() + PACK_TRAILER_LEN) as u64 + u64::from(t.header_len);
         if pack_len < min || t.header_len < 16 {
-            return Err(bad(format!("header length {} does not fit a pack of {pack_len} bytes", t.header_len)));
+            return Err(bad(format!(
+                "header length {} does not fit a pack of {pack_len} bytes",
+                t.header_len
+            )));
         }
-        Ok((t, pack_len - PACK_TRAILER_LEN as u64 - u64::from(t.header_len)))
+        Ok((
+            t,
+            pack_len - PACK_TRAILER_LEN as u64 - u64::from(t.header_len),
+        ))
     }
 }
 

@@ -86,7 +86,10 @@ fn check_blob_layout(blobs: &[PackBlob], data_end: u64) -> Result<(), FormatErro
         if start < prev_end || end > data_end || b.length < 16 {
             return Err(FormatError::Malformed {
                 what: "pack header",
-                detail: format!("blob {} at {}+{} overlaps or lies outside the pack", b.id, b.offset, b.length),
+                detail: format!(
+                    "blob {} at {}+{} overlaps or lies outside the pack",
+                    b.id, b.offset, b.length
+                ),
             });
         }
         prev_end = end;
@@ -100,6 +103,10 @@ pub struct IndexPack {
     pub id: PackId,
     /// Total size of the pack file in bytes.
     pub size: u64,
+    /// Data-key epoch and cipher the pack was sealed with (copied from its trailer, so readers
+    /// need not fetch the trailer first).
+    pub epoch: u32,
+    pub cipher_code: u8,
     pub blobs: Vec<PackBlob>,
 }
 
@@ -131,24 +138,37 @@ mod tests {
     use proptest::prelude::*;
 
     fn arb_blobs() -> impl Strategy<Value = Vec<PackBlob>> {
-        proptest::collection::vec((any::<[u8; 32]>(), any::<bool>(), 16u32..100_000, any::<u32>(), any::<bool>()), 0..20)
-            .prop_map(|v| {
-                let mut off = 8u32;
-                v.into_iter()
-                    .map(|(id, tree, length, raw_length, z)| {
-                        let b = PackBlob {
-                            id: BlobId(id),
-                            kind: if tree { BlobType::Tree } else { BlobType::Data },
-                            offset: off,
-                            length,
-                            raw_length,
-                            compression: if z { Compression::Zstd } else { Compression::None },
-                        };
-                        off += length;
-                        b
-                    })
-                    .collect()
-            })
+        proptest::collection::vec(
+            (
+                any::<[u8; 32]>(),
+                any::<bool>(),
+                16u32..100_000,
+                any::<u32>(),
+                any::<bool>(),
+            ),
+            0..20,
+        )
+        .prop_map(|v| {
+            let mut off = 8u32;
+            v.into_iter()
+                .map(|(id, tree, length, raw_length, z)| {
+                    let b = PackBlob {
+                        id: BlobId(id),
+                        kind: if tree { BlobType::Tree } else { BlobType::Data },
+                        offset: off,
+                        length,
+                        raw_length,
+                        compression: if z {
+                            Compression::Zstd
+                        } else {
+                            Compression::None
+                        },
+                    };
+                    off += length;
+                    b
+                })
+                .collect()
+        })
     }
 
     proptest! {
@@ -162,7 +182,7 @@ mod tests {
         fn index_round_trip(packs in proptest::collection::vec((any::<[u8; 32]>(), arb_blobs()), 0..5),
                             sup in proptest::collection::vec(any::<[u8; 32]>(), 0..3)) {
             let idx = IndexFile {
-                packs: packs.into_iter().map(|(id, blobs)| IndexPack { id: PackId(id), size: 1 << 40, blobs }).collect(),
+                packs: packs.into_iter().map(|(id, blobs)| IndexPack { id: PackId(id), size: 1 << 40, epoch: 0, cipher_code: 1, blobs }).collect(),
                 supersedes: sup.into_iter().map(IndexId).collect(),
             };
             prop_assert_eq!(IndexFile::decode(&idx.encode()), Ok(idx));

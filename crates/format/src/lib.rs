@@ -26,11 +26,13 @@ pub use error::FormatError;
 pub use id::{BlobId, IndexId, PackId, RepoId, SlotId, SnapshotId, TreeId};
 pub use index::{BlobType, Compression, IndexFile, IndexPack, PackBlob, PackHeader};
 pub use snapshot::{SnapshotFile, SnapshotSummary};
-pub use tree::{ContentPart, Node, NodeKind, Timestamp, Tree, Xattr, NODE_CHANGED_WHILE_READ, NODE_READ_ERROR};
+pub use tree::{
+    ContentPart, Node, NodeKind, Timestamp, Tree, Xattr, NODE_CHANGED_WHILE_READ, NODE_READ_ERROR,
+};
 
 /// Encode `value` as `version byte || postcard`.
 fn encode_versioned<T: serde::Serialize>(version: u8, value: &T) -> Vec<u8> {
-    let mut out = vec![version];
+    let out = vec![version];
     // postcard serialization into a Vec cannot fail for our types (no maps with
     // non-string keys, no unsized sequences), but we still avoid unwrap in library code.
     match postcard::to_extend(value, out) {
@@ -45,16 +47,26 @@ fn decode_versioned<'a, T: serde::Deserialize<'a>>(
     version: u8,
     bytes: &'a [u8],
 ) -> Result<T, FormatError> {
-    let (&v, rest) = bytes
-        .split_first()
-        .ok_or(FormatError::Malformed { what, detail: "empty".into() })?;
+    let (&v, rest) = bytes.split_first().ok_or(FormatError::Malformed {
+        what,
+        detail: "empty".into(),
+    })?;
     if v != version {
-        return Err(FormatError::UnsupportedVersion { what, version: u32::from(v) });
+        return Err(FormatError::UnsupportedVersion {
+            what,
+            version: u32::from(v),
+        });
     }
-    let (value, trailing) = postcard::take_from_bytes(rest)
-        .map_err(|e| FormatError::Malformed { what, detail: e.to_string() })?;
+    let (value, trailing) =
+        postcard::take_from_bytes(rest).map_err(|e| FormatError::Malformed {
+            what,
+            detail: e.to_string(),
+        })?;
     if !trailing.is_empty() {
-        return Err(FormatError::Malformed { what, detail: format!("{} trailing bytes", trailing.len()) });
+        return Err(FormatError::Malformed {
+            what,
+            detail: format!("{} trailing bytes", trailing.len()),
+        });
     }
     Ok(value)
 }

@@ -50,13 +50,19 @@ impl SnapshotFile {
     pub fn decode(bytes: &[u8]) -> Result<SnapshotFile, FormatError> {
         let s: SnapshotFile = decode_versioned("snapshot", SNAPSHOT_VERSION, bytes)?;
         if s.time.nanos >= 1_000_000_000 {
-            return Err(FormatError::Malformed { what: "snapshot", detail: "invalid nanoseconds".into() });
+            return Err(FormatError::Malformed {
+                what: "snapshot",
+                detail: "invalid nanoseconds".into(),
+            });
         }
         Ok(s)
     }
     /// Paths as lossy UTF-8 strings, for display and JSON.
     pub fn display_paths(&self) -> Vec<String> {
-        self.paths.iter().map(|p| String::from_utf8_lossy(p).into_owned()).collect()
+        self.paths
+            .iter()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .collect()
     }
 }
 

@@ -17,7 +17,9 @@ pub const NODE_CHANGED_WHILE_READ: u32 = 1;
 pub const NODE_READ_ERROR: u32 = 2;
 
 /// Seconds and nanoseconds since the Unix epoch; seconds may be negative (before 1970).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
 pub struct Timestamp {
     pub secs: i64,
     pub nanos: u32,
@@ -128,7 +130,11 @@ impl Node {
 
     /// Whether `name` is acceptable as one path component.
     pub fn valid_name(name: &[u8]) -> bool {
-        !name.is_empty() && name != b"." && name != b".." && !name.contains(&b'/') && !name.contains(&0)
+        !name.is_empty()
+            && name != b"."
+            && name != b".."
+            && !name.contains(&b'/')
+            && !name.contains(&0)
     }
 
     /// The name as (lossy) UTF-8, for display.
@@ -156,7 +162,10 @@ impl Tree {
     /// Decode and validate: sorted unique valid names, content consistent with kind and size.
     pub fn decode(bytes: &[u8]) -> Result<Tree, FormatError> {
         let tree: Tree = decode_versioned("tree", TREE_VERSION, bytes)?;
-        let bad = |detail: String| FormatError::Malformed { what: "tree", detail };
+        let bad = |detail: String| FormatError::Malformed {
+            what: "tree",
+            detail,
+        };
         for (i, node) in tree.nodes.iter().enumerate() {
             if !Node::valid_name(&node.name) {
                 return Err(bad(format!("invalid entry name {:?}", node.display_name())));
@@ -165,20 +174,39 @@ impl Tree {
                 return Err(bad("entries not sorted or duplicated".into()));
             }
             if node.kind != NodeKind::File && !node.content.is_empty() {
-                return Err(bad(format!("{:?} has content but is not a file", node.display_name())));
+                return Err(bad(format!(
+                    "{:?} has content but is not a file",
+                    node.display_name()
+                )));
             }
             if (node.kind == NodeKind::Dir) != node.subtree.is_some() {
-                return Err(bad(format!("{:?}: subtree does not match kind", node.display_name())));
+                return Err(bad(format!(
+                    "{:?}: subtree does not match kind",
+                    node.display_name()
+                )));
             }
-            let total = node.content.iter().try_fold(0u64, |acc, p| acc.checked_add(p.len()));
+            let total = node
+                .content
+                .iter()
+                .try_fold(0u64, |acc, p| acc.checked_add(p.len()));
             if node.kind == NodeKind::File && total != Some(node.size) {
-                return Err(bad(format!("{:?}: content does not add up to its size", node.display_name())));
+                return Err(bad(format!(
+                    "{:?}: content does not add up to its size",
+                    node.display_name()
+                )));
             }
             if node.mode > 0o7777 {
-                return Err(bad(format!("{:?}: invalid mode {:o}", node.display_name(), node.mode)));
+                return Err(bad(format!(
+                    "{:?}: invalid mode {:o}",
+                    node.display_name(),
+                    node.mode
+                )));
             }
             if node.mtime.nanos >= 1_000_000_000 || node.atime.nanos >= 1_000_000_000 {
-                return Err(bad(format!("{:?}: invalid nanoseconds", node.display_name())));
+                return Err(bad(format!(
+                    "{:?}: invalid nanoseconds",
+                    node.display_name()
+                )));
             }
         }
         Ok(tree)
@@ -204,37 +232,61 @@ mod tests {
 
     fn arb_node() -> impl Strategy<Value = Node> {
         (
-            proptest::collection::vec(1u8..=255, 1..40).prop_filter("valid", |n| Node::valid_name(n)),
+            proptest::collection::vec(1u8..=255, 1..40)
+                .prop_filter("valid", |n| Node::valid_name(n)),
             0u32..=0o7777,
             any::<(u32, u32, u64, u64, u64)>(),
             arb_ts(),
             arb_ts(),
             proptest::collection::vec(
-                (proptest::collection::vec(any::<u8>(), 1..20), proptest::collection::vec(any::<u8>(), 0..20)),
+                (
+                    proptest::collection::vec(any::<u8>(), 1..20),
+                    proptest::collection::vec(any::<u8>(), 0..20),
+                ),
                 0..3,
             ),
             proptest::collection::vec((any::<[u8; 32]>(), 1u32..10_000_000), 0..4),
             proptest::option::of(0u64..1 << 40),
         )
-            .prop_map(|(name, mode, (uid, gid, inode, device, rdev), mtime, atime, xattrs, chunks, hole)| {
-                let mut n = Node::new(name, NodeKind::File);
-                n.mode = mode;
-                n.uid = uid;
-                n.gid = gid;
-                n.inode = inode;
-                n.device = device;
-                n.rdev = rdev;
-                n.mtime = mtime;
-                n.atime = atime;
-                n.user = Some("user".into());
-                n.xattrs = xattrs.into_iter().map(|(name, value)| Xattr { name, value }).collect();
-                n.content = chunks.into_iter().map(|(id, len)| ContentPart::Data { id: BlobId(id), len }).collect();
-                if let Some(len) = hole {
-                    n.content.push(ContentPart::Hole { len });
-                }
-                n.size = n.content.iter().map(|p| p.len()).sum();
-                n
-            })
+            .prop_map(
+                |(
+                    name,
+                    mode,
+                    (uid, gid, inode, device, rdev),
+                    mtime,
+                    atime,
+                    xattrs,
+                    chunks,
+                    hole,
+                )| {
+                    let mut n = Node::new(name, NodeKind::File);
+                    n.mode = mode;
+                    n.uid = uid;
+                    n.gid = gid;
+                    n.inode = inode;
+                    n.device = device;
+                    n.rdev = rdev;
+                    n.mtime = mtime;
+                    n.atime = atime;
+                    n.user = Some("user".into());
+                    n.xattrs = xattrs
+                        .into_iter()
+                        .map(|(name, value)| Xattr { name, value })
+                        .collect();
+                    n.content = chunks
+                        .into_iter()
+                        .map(|(id, len)| ContentPart::Data {
+                            id: BlobId(id),
+                            len,
+                        })
+                        .collect();
+                    if let Some(len) = hole {
+                        n.content.push(ContentPart::Hole { len });
+                    }
+                    n.size = n.content.iter().map(|p| p.len()).sum();
+                    n
+                },
+            )
     }
 
     proptest! {
@@ -256,7 +308,9 @@ mod tests {
     #[test]
     fn rejects_traversal_names() {
         for name in [&b".."[..], b".", b"a/b", b"", b"a\0"] {
-            let tree = Tree { nodes: vec![Node::new(name.to_vec(), NodeKind::Fifo)] };
+            let tree = Tree {
+                nodes: vec![Node::new(name.to_vec(), NodeKind::Fifo)],
+            };
             assert!(Tree::decode(&tree.encode()).is_err(), "{name:?}");
         }
     }
@@ -264,11 +318,17 @@ mod tests {
     #[test]
     fn rejects_unsorted_and_unknown_version() {
         let tree = Tree {
-            nodes: vec![Node::new(b"b".to_vec(), NodeKind::Fifo), Node::new(b"a".to_vec(), NodeKind::Fifo)],
+            nodes: vec![
+                Node::new(b"b".to_vec(), NodeKind::Fifo),
+                Node::new(b"a".to_vec(), NodeKind::Fifo),
+            ],
         };
         assert!(Tree::decode(&tree.encode()).is_err());
         let mut bytes = Tree::default().encode();
         bytes[0] = 2;
-        assert!(matches!(Tree::decode(&bytes), Err(FormatError::UnsupportedVersion { .. })));
+        assert!(matches!(
+            Tree::decode(&bytes),
+            Err(FormatError::UnsupportedVersion { .. })
+        ));
     }
 }

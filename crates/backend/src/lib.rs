@@ -1,0 +1,117 @@
+//! Storage backends: where repository files live.
+//!
+//! A backend stores opaque, immutable files in a handful of directories ([`FileType`]). It knows
+//! nothing about encryption or formats. The contract every backend must keep:
+//! - `write` is atomic and durable: after it returns, the file is complete on stable storage; a
+//!   crash before that leaves no file at the final name (at most a temporary file).
+//! - `write` never replaces an existing file (write-once); it fails with `AlreadyExists`.
+//! - `read_range` returns exactly the requested bytes or an error.
+
+mod local;
+
+pub use local::LocalBackend;
+
+use std::fmt;
+
+/// The directories of a repository.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FileType {
+    Config,
+    Key,
+    Snapshot,
+    Index,
+    Pack,
+    Lock,
+}
+
+impl FileType {
+    pub const ALL: [FileType; 6] = [
+        FileType::Config,
+        FileType::Key,
+        FileType::Snapshot,
+        FileType::Index,
+        FileType::Pack,
+        FileType::Lock,
+    ];
+
+    /// The directory name (`""` for the config file at the top).
+    pub fn dir(self) -> &'static str {
+        match self {
+            FileType::Config => "",
+            FileType::Key => "keys",
+            FileType::Snapshot => "snapshots",
+            FileType::Index => "index",
+            FileType::Pack => "data",
+            FileType::Lock => "locks",
+        }
+    }
+
+    /// The path of file `name` relative to the repository root.
+    pub fn path(self, name: &str) -> String {
+        match self {
+            FileType::Config => "config".to_string(),
+            FileType::Pack => format!("data/{}/{}", name.get(..2).unwrap_or("00"), name),
+            other => format!("{}/{}", other.dir(), name),
+        }
+    }
+}
+
+/// Why a backend operation failed.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("{path} does not exist")]
+    NotFound { path: String },
+    #[error("{path} already exists; repository files are never overwritten")]
+    AlreadyExists { path: String },
+    #[error("no space left on the device holding {path}; free some space and retry")]
+    NoSpace { path: String },
+    #[error("permission denied for {path}")]
+    PermissionDenied { path: String },
+    #[error("{path}: expected {expected} bytes at offset {offset}, found only {found} (file truncated?)")]
+    ShortRead {
+        path: String,
+        offset: u64,
+        expected: u64,
+        found: u64,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+impl BackendError {
+    pub(crate) fn from_io(path: String, source: std::io::Error) -> BackendError {
+        match source.kind() {
+            std::io::ErrorKind::NotFound => BackendError::NotFound { path },
+            std::io::ErrorKind::AlreadyExists => BackendError::AlreadyExists { path },
+            std::io::ErrorKind::StorageFull => BackendError::NoSpace { path },
+            std::io::ErrorKind::PermissionDenied => BackendError::PermissionDenied { path },
+            _ => BackendError::Io { path, source },
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, BackendError>;
+
+/// A repository store.
+pub trait Backend: Send + Sync + fmt::Debug {
+    /// A human-readable location (path or URL) used in messages.
+    fn location(&self) -> String;
+    /// Create the directory structure of a new repository. Fails if a config already exists.
+    fn create(&self) -> Result<()>;
+    /// Read a whole file.
+    fn read(&self, t: FileType, name: &str) -> Result<Vec<u8>>;
+    /// Read `len` bytes at `offset`.
+    fn read_range(&self, t: FileType, name: &str, offset: u64, len: u64) -> Result<Vec<u8>>;
+    /// Size of a file in bytes.
+    fn size(&self, t: FileType, name: &str) -> Result<u64>;
+    /// Store a new file atomically and durably; never replaces an existing one.
+    fn write(&self, t: FileType, name: &str, data: &[u8]) -> Result<()>;
+    /// Names and sizes of all files of a type.
+    fn list(&self, t: FileType) -> Result<Vec<(String, u64)>>;
+    /// Delete a file.
+    fn remove(&self, t: FileType, name: &str) -> Result<()>;
+}

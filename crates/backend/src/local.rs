@@ -1,0 +1,235 @@
+//! The local-disk backend.
+//!
+//! Writes go to a temporary file in the destination directory, are fsynced, then hard-linked to
+//! the final name (which fails if it exists, giving write-once semantics on every Linux
+//! filesystem), the temporary is unlinked and the directory fsynced. A crash leaves at most a
+//! `.tmp-*` file, which `list` ignores.
+
+use crate::{Backend, BackendError, FileType, Result};
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// A repository in a local directory.
+#[derive(Debug, Clone)]
+pub struct LocalBackend {
+    root: PathBuf,
+}
+
+impl LocalBackend {
+    pub fn new(root: impl Into<PathBuf>) -> LocalBackend {
+        LocalBackend { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn full(&self, t: FileType, name: &str) -> PathBuf {
+        self.root.join(t.path(name))
+    }
+
+    fn err(&self, path: &Path, e: std::io::Error) -> BackendError {
+        BackendError::from_io(path.display().to_string(), e)
+    }
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl Backend for LocalBackend {
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn create(&self) -> Result<()> {
+        let config = self.root.join("config");
+        if config.exists() {
+            return Err(BackendError::AlreadyExists {
+                path: config.display().to_string(),
+            });
+        }
+        let mut builder = fs::DirBuilder::new();
+        builder.recursive(true).mode(0o700);
+        for t in FileType::ALL {
+            let dir = self.root.join(t.dir());
+            builder.create(&dir).map_err(|e| self.err(&dir, e))?;
+        }
+        Ok(())
+    }
+
+    fn read(&self, t: FileType, name: &str) -> Result<Vec<u8>> {
+        let path = self.full(t, name);
+        fs::read(&path).map_err(|e| self.err(&path, e))
+    }
+
+    fn read_range(&self, t: FileType, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let path = self.full(t, name);
+        let mut f = File::open(&path).map_err(|e| self.err(&path, e))?;
+        f.seek(SeekFrom::Start(offset))
+            .map_err(|e| self.err(&path, e))?;
+        let mut buf = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+        f.take(len)
+            .read_to_end(&mut buf)
+            .map_err(|e| self.err(&path, e))?;
+        if buf.len() as u64 != len {
+            return Err(BackendError::ShortRead {
+                path: path.display().to_string(),
+                offset,
+                expected: len,
+                found: buf.len() as u64,
+            });
+        }
+        Ok(buf)
+    }
+
+    fn size(&self, t: FileType, name: &str) -> Result<u64> {
+        let path = self.full(t, name);
+        Ok(fs::metadata(&path).map_err(|e| self.err(&path, e))?.len())
+    }
+
+    fn write(&self, t: FileType, name: &str, data: &[u8]) -> Result<()> {
+        let path = self.full(t, name);
+        let dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| self.root.clone());
+        if !dir.exists() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+                .map_err(|e| self.err(&dir, e))?;
+            if let Some(parent) = dir.parent() {
+                sync_dir(parent).map_err(|e| self.err(parent, e))?;
+            }
+        }
+        let mut suffix = [0u8; 8];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut suffix);
+        let tmp = dir.join(format!(".tmp-{}", hex::encode(suffix)));
+        let result = (|| {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(data)?;
+            f.sync_all()?;
+            drop(f);
+            fs::hard_link(&tmp, &path)
+        })();
+        // Whatever happened, the temporary name must go; the final name (if linked) stays.
+        let _ = fs::remove_file(&tmp);
+        result.map_err(|e| self.err(&path, e))?;
+        sync_dir(&dir).map_err(|e| self.err(&dir, e))?;
+        tracing::trace!(path = %path.display(), len = data.len(), "wrote");
+        Ok(())
+    }
+
+    fn list(&self, t: FileType) -> Result<Vec<(String, u64)>> {
+        let mut out = Vec::new();
+        if t == FileType::Config {
+            if let Ok(m) = fs::metadata(self.root.join("config")) {
+                out.push(("config".to_string(), m.len()));
+            }
+            return Ok(out);
+        }
+        let dir = self.root.join(t.dir());
+        let mut dirs = vec![dir.clone()];
+        if t == FileType::Pack {
+            dirs.clear();
+            for entry in fs::read_dir(&dir).map_err(|e| self.err(&dir, e))? {
+                let entry = entry.map_err(|e| self.err(&dir, e))?;
+                if entry.file_type().map(|ft| ft.is_dir()).unwrap_or(false) {
+                    dirs.push(entry.path());
+                }
+            }
+        }
+        for d in dirs {
+            for entry in fs::read_dir(&d).map_err(|e| self.err(&d, e))? {
+                let entry = entry.map_err(|e| self.err(&d, e))?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') {
+                    continue;
+                }
+                let meta = entry.metadata().map_err(|e| self.err(&entry.path(), e))?;
+                if meta.is_file() {
+                    out.push((name, meta.len()));
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn remove(&self, t: FileType, name: &str) -> Result<()> {
+        let path = self.full(t, name);
+        fs::remove_file(&path).map_err(|e| self.err(&path, e))?;
+        if let Some(dir) = path.parent() {
+            sync_dir(dir).map_err(|e| self.err(dir, e))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_once_read_list_remove() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| BackendError::Io {
+            path: "tmp".into(),
+            source: e,
+        })?;
+        let b = LocalBackend::new(dir.path().join("repo"));
+        b.create()?;
+        let name = "ab".repeat(32);
+        b.write(FileType::Pack, &name, b"hello world")?;
+        assert!(matches!(
+            b.write(FileType::Pack, &name, b"other"),
+            Err(BackendError::AlreadyExists { .. })
+        ));
+        assert_eq!(b.read(FileType::Pack, &name)?, b"hello world");
+        assert_eq!(b.read_range(FileType::Pack, &name, 6, 5)?, b"world");
+        assert!(matches!(
+            b.read_range(FileType::Pack, &name, 6, 50),
+            Err(BackendError::ShortRead { .. })
+        ));
+        assert_eq!(b.list(FileType::Pack)?, vec![(name.clone(), 11)]);
+        assert_eq!(b.size(FileType::Pack, &name)?, 11);
+        b.remove(FileType::Pack, &name)?;
+        assert!(matches!(
+            b.read(FileType::Pack, &name),
+            Err(BackendError::NotFound { .. })
+        ));
+        assert!(b.list(FileType::Pack)?.is_empty());
+        // no temporary files are left behind
+        let leftovers = std::fs::read_dir(dir.path().join("repo/data/ab"))
+            .map_err(|e| BackendError::Io {
+                path: "ls".into(),
+                source: e,
+            })?
+            .count();
+        assert_eq!(leftovers, 0);
+        Ok(())
+    }
+
+    #[test]
+    fn create_refuses_existing_repository() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| BackendError::Io {
+            path: "tmp".into(),
+            source: e,
+        })?;
+        let b = LocalBackend::new(dir.path());
+        b.create()?;
+        b.write(FileType::Config, "config", b"x")?;
+        assert!(matches!(
+            b.create(),
+            Err(BackendError::AlreadyExists { .. })
+        ));
+        Ok(())
+    }
+}

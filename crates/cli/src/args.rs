@@ -1,0 +1,235 @@
+//! Command-line arguments (clap). The names here are a public interface: other tools and the
+//! daemon call them, so keep them stable.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "snapguard",
+    version,
+    about = "Encrypted, deduplicating snapshot and backup manager for Linux"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct GlobalArgs {
+    /// Repository location: a local path. Default: $XDG_DATA_HOME/snapguard/repository.
+    #[arg(
+        short = 'r',
+        long = "repo",
+        env = "SNAPGUARD_REPOSITORY",
+        global = true
+    )]
+    pub repo: Option<String>,
+    /// Read the password from this file (first line).
+    #[arg(long, env = "SNAPGUARD_PASSWORD_FILE", global = true)]
+    pub password_file: Option<PathBuf>,
+    /// Run this shell command and use its output as the password.
+    #[arg(long, env = "SNAPGUARD_PASSWORD_COMMAND", global = true)]
+    pub password_command: Option<String>,
+    /// Unlock with a key file (a key-file slot) instead of a password.
+    #[arg(long, env = "SNAPGUARD_KEY_FILE", global = true)]
+    pub key_file: Option<PathBuf>,
+    /// Print machine-readable JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print only errors and the final result.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// More log output (repeat for more).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a new repository.
+    Init(InitArgs),
+    /// Back up files and directories into a new snapshot.
+    Backup(BackupArgs),
+    /// List snapshots.
+    Snapshots(SnapshotsArgs),
+    /// List the contents of a snapshot.
+    Ls(LsArgs),
+    /// Restore a snapshot, a folder or one file.
+    Restore(RestoreArgs),
+    /// Write one file of a snapshot to standard output.
+    Dump(DumpArgs),
+    /// Show what changed between two snapshots.
+    Diff(DiffArgs),
+    /// Print a decrypted repository object as JSON (for debugging).
+    Cat(CatArgs),
+    /// Show sizes, deduplication and compression ratios.
+    Stats(StatsArgs),
+    /// Manage key slots (passwords and key files).
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Args, Debug)]
+pub struct KdfArgs {
+    /// Argon2id memory in KiB for the new password slot (default 65536).
+    #[arg(long)]
+    pub kdf_memory_kib: Option<u32>,
+    /// Argon2id iterations for the new password slot (default 3).
+    #[arg(long)]
+    pub kdf_iterations: Option<u32>,
+}
+
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// AEAD cipher for everything in the repository.
+    #[arg(long, default_value = "aes-256-gcm", value_parser = ["aes-256-gcm", "chacha20-poly1305"])]
+    pub cipher: String,
+    #[command(flatten)]
+    pub kdf: KdfArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct BackupArgs {
+    /// Files and directories to back up.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Tag the snapshot (repeatable).
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Hostname to record (default: this machine's).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Snapshot time to record, RFC 3339 (default: now).
+    #[arg(long)]
+    pub time: Option<String>,
+    /// Exclude paths matching this glob (repeatable).
+    #[arg(long = "exclude")]
+    pub excludes: Vec<String>,
+    /// Read exclude globs from this file, one per line (repeatable).
+    #[arg(long = "exclude-file")]
+    pub exclude_files: Vec<PathBuf>,
+    /// Skip the contents of directories tagged with CACHEDIR.TAG.
+    #[arg(long)]
+    pub exclude_caches: bool,
+    /// Do not cross filesystem boundaries.
+    #[arg(short = 'x', long)]
+    pub one_file_system: bool,
+    /// Read everything but write nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// Re-read every file even if the parent snapshot says it is unchanged.
+    #[arg(long)]
+    pub force: bool,
+    /// Compare against this snapshot instead of the latest one of this host and these paths.
+    #[arg(long)]
+    pub parent: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct SnapshotsArgs {
+    /// Only snapshots with this tag (repeatable: any of them).
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Only snapshots of this host.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Only snapshots that include this path.
+    #[arg(long)]
+    pub path: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct LsArgs {
+    /// Snapshot: 'latest', an id or a unique prefix of at least 4 hex digits.
+    pub snapshot: String,
+    /// Only this path and what is below it.
+    pub path: Option<String>,
+    /// Long listing: mode, owner, size, time.
+    #[arg(short = 'l', long)]
+    pub long: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    /// SNAPSHOT or SNAPSHOT:PATH (a folder's contents or one file).
+    pub snapshot: String,
+    /// Directory to restore into.
+    #[arg(short, long)]
+    pub target: PathBuf,
+    /// Only restore paths matching this glob (repeatable).
+    #[arg(long = "include")]
+    pub includes: Vec<String>,
+    /// Do not restore paths matching this glob (repeatable).
+    #[arg(long = "exclude")]
+    pub excludes: Vec<String>,
+    /// Show what would be restored without writing anything.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DumpArgs {
+    pub snapshot: String,
+    /// Absolute path of the file in the snapshot.
+    pub path: String,
+}
+
+#[derive(Args, Debug)]
+pub struct DiffArgs {
+    pub snapshot1: String,
+    pub snapshot2: String,
+}
+
+#[derive(Args, Debug)]
+pub struct CatArgs {
+    /// config, snapshot, tree, index, key or pack.
+    #[arg(value_parser = ["config", "snapshot", "tree", "index", "key", "pack"])]
+    pub kind: String,
+    /// Object id (snapshots also accept 'latest' and prefixes).
+    pub id: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct StatsArgs {
+    /// Only this snapshot (default: all).
+    pub snapshot: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// List key slots.
+    List,
+    /// Add a key slot: a new password (SNAPGUARD_NEW_PASSWORD, --new-password-file or a prompt) or a key file.
+    Add(KeyAddArgs),
+    /// Remove a key slot (never the last one).
+    Remove {
+        /// Slot id or unique prefix.
+        id: String,
+    },
+    /// Change the password of the slot used to open the repository.
+    Passwd(KeyNewSecretArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct KeyAddArgs {
+    /// Create a key-file slot with this file (generated with 32 random bytes if it does not exist).
+    #[arg(long)]
+    pub new_key_file: Option<PathBuf>,
+    /// A label for the slot.
+    #[arg(long, default_value = "")]
+    pub label: String,
+    #[command(flatten)]
+    pub secret: KeyNewSecretArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct KeyNewSecretArgs {
+    /// Read the new password from this file.
+    #[arg(long)]
+    pub new_password_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub kdf: KdfArgs,
+}

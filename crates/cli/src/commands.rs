@@ -1,0 +1,431 @@
+//! One function per subcommand: parse → call the engine → render. Returns the exit code.
+
+use crate::args::*;
+use crate::exit;
+use crate::render::{self, lossy};
+use crate::secrets;
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+use snapguard_backend::{Backend, LocalBackend};
+use snapguard_crypto::Cipher;
+use snapguard_engine::browse::{self, Change};
+use snapguard_engine::{filter, BackupOptions, InitOptions, Repository, RestoreOptions};
+use snapguard_format::{SnapshotFile, SnapshotId};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// The repository location from -r / SNAPGUARD_REPOSITORY, or the default.
+pub fn backend(g: &GlobalArgs) -> Result<Arc<dyn Backend>> {
+    let loc = match &g.repo {
+        Some(r) => r.clone(),
+        None => default_repo()?.display().to_string(),
+    };
+    if let Some(rest) = loc.strip_prefix("local:") {
+        return Ok(Arc::new(LocalBackend::new(rest)));
+    }
+    for scheme in ["s3:", "sftp:", "rest:", "http:", "https:"] {
+        if loc.starts_with(scheme) {
+            bail!("repository URL {loc:?}: the {scheme} backend is not available in this version; use a local path");
+        }
+    }
+    Ok(Arc::new(LocalBackend::new(loc)))
+}
+
+fn default_repo() -> Result<PathBuf> {
+    let base = match std::env::var_os("XDG_DATA_HOME") {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
+        _ => PathBuf::from(
+            std::env::var_os("HOME").context("HOME is not set; give the repository with -r")?,
+        )
+        .join(".local/share"),
+    };
+    Ok(base.join("snapguard/repository"))
+}
+
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+pub fn username() -> String {
+    let uid = nix::unistd::getuid();
+    nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| uid.to_string())
+}
+
+/// Open the repository, asking for a password only once we know it exists and is readable.
+pub fn open(g: &GlobalArgs) -> Result<Repository> {
+    let b = backend(g)?;
+    snapguard_engine::probe(&*b)?;
+    let secrets = secrets::opening_secrets(g)?;
+    Ok(Repository::open(b, &secrets)?)
+}
+
+fn print_json(v: &serde_json::Value) -> Result<i32> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, v)?;
+    writeln!(out)?;
+    Ok(0)
+}
+
+pub fn init(g: &GlobalArgs, a: &InitArgs) -> Result<i32> {
+    let b = backend(g)?;
+    let cipher = Cipher::from_name(&a.cipher).context("unknown cipher")?;
+    let secret = secrets::init_secret(g)?;
+    let opts = InitOptions {
+        cipher,
+        kdf: secrets::kdf_params(&a.kdf),
+        now: render::now(),
+        hostname: hostname(),
+        username: username(),
+        compression_level: 3,
+        pack_target_size: 16 << 20,
+    };
+    let repo = Repository::init(b, &secret, &opts)?;
+    if g.json {
+        return print_json(&json!({
+            "location": repo.location(),
+            "repository_id": repo.config().repo_id.to_hex(),
+            "cipher": cipher.name(),
+            "key_slot": repo.opened_slot().to_hex(),
+        }));
+    }
+    if !g.quiet {
+        println!(
+            "created repository {} at {} (cipher {})",
+            repo.config().repo_id.short(),
+            repo.location(),
+            cipher.name()
+        );
+        println!("keep the password safe: without it the data cannot be recovered");
+    }
+    Ok(0)
+}
+
+pub fn backup(g: &GlobalArgs, a: &BackupArgs) -> Result<i32> {
+    let mut repo = open(g)?;
+    let mut excludes = a.excludes.clone();
+    for f in &a.exclude_files {
+        excludes.extend(filter::read_pattern_file(f)?);
+    }
+    let parent = match &a.parent {
+        Some(p) => Some(repo.find_snapshot(p)?.0),
+        None => None,
+    };
+    let opts = BackupOptions {
+        paths: a.paths.clone(),
+        tags: a.tags.clone(),
+        hostname: a.host.clone().unwrap_or_else(hostname),
+        username: username(),
+        time: match &a.time {
+            Some(t) => render::parse_time(t)?,
+            None => render::now(),
+        },
+        excludes,
+        exclude_caches: a.exclude_caches,
+        one_file_system: a.one_file_system,
+        dry_run: a.dry_run,
+        parent,
+        force: a.force,
+        program_version: format!("snapguard {}", env!("CARGO_PKG_VERSION")),
+    };
+    let r = snapguard_engine::backup(&mut repo, &opts)?;
+    let errors = r.warnings.iter().filter(|w| w.error).count();
+    for w in &r.warnings {
+        let label = if w.error { "error" } else { "note" };
+        eprintln!("{label}: {}: {}", w.path, w.message);
+    }
+    let s = &r.summary;
+    if g.json {
+        print_json(&json!({
+            "snapshot_id": r.snapshot_id.map(|i| i.to_hex()),
+            "parent": r.parent.map(|i| i.to_hex()),
+            "dry_run": a.dry_run,
+            "files_new": s.files_new,
+            "files_changed": s.files_changed,
+            "files_unchanged": s.files_unchanged,
+            "dirs": s.dirs,
+            "other_entries": s.other_entries,
+            "bytes_read": s.bytes_read,
+            "bytes_added": s.bytes_added,
+            "bytes_stored": s.bytes_stored,
+            "blobs_added": s.blobs_added,
+            "duration_ms": s.duration_ms,
+            "errors": r.warnings.iter().filter(|w| w.error).collect::<Vec<_>>(),
+            "notes": r.warnings.iter().filter(|w| !w.error).collect::<Vec<_>>(),
+        }))?;
+    } else {
+        if !g.quiet {
+            println!(
+                "Files:     {} new, {} changed, {} unchanged",
+                s.files_new, s.files_changed, s.files_unchanged
+            );
+            println!("Dirs:      {}   other entries: {}", s.dirs, s.other_entries);
+            println!(
+                "Data:      {} read, {} added ({} stored after compression and encryption)",
+                render::size(s.bytes_read),
+                render::size(s.bytes_added),
+                render::size(s.bytes_stored)
+            );
+            println!("Duration:  {:.2} s", s.duration_ms as f64 / 1000.0);
+        }
+        match r.snapshot_id {
+            Some(id) => println!("snapshot {} saved", id.short()),
+            None => println!("dry run: nothing was written"),
+        }
+    }
+    if errors > 0 {
+        eprintln!(
+            "warning: {errors} item(s) could not be read; the snapshot is incomplete (see above)"
+        );
+        return Ok(exit::INCOMPLETE_BACKUP);
+    }
+    Ok(0)
+}
+
+pub fn snapshots(g: &GlobalArgs, a: &SnapshotsArgs) -> Result<i32> {
+    let repo = open(g)?;
+    let list: Vec<(SnapshotId, SnapshotFile)> = repo
+        .list_snapshots()?
+        .into_iter()
+        .filter(|(_, s)| a.tags.is_empty() || s.tags.iter().any(|t| a.tags.contains(t)))
+        .filter(|(_, s)| a.host.as_ref().is_none_or(|h| &s.hostname == h))
+        .filter(|(_, s)| {
+            a.path.as_ref().is_none_or(|p| {
+                s.display_paths()
+                    .iter()
+                    .any(|x| x == p.trim_end_matches('/') || x == p)
+            })
+        })
+        .collect();
+    if g.json {
+        return print_json(&json!(list
+            .iter()
+            .map(|(id, s)| render::snapshot_json(id, s))
+            .collect::<Vec<_>>()));
+    }
+    println!(
+        "{:<10} {:<20} {:<16} {:<20} Paths",
+        "ID", "Time", "Host", "Tags"
+    );
+    for (id, s) in &list {
+        println!(
+            "{:<10} {:<20} {:<16} {:<20} {}",
+            id.short(),
+            render::local(s.time),
+            s.hostname,
+            s.tags.join(","),
+            s.display_paths().join(" ")
+        );
+    }
+    println!("{} snapshot(s)", list.len());
+    Ok(0)
+}
+
+pub fn ls(g: &GlobalArgs, a: &LsArgs) -> Result<i32> {
+    let repo = open(g)?;
+    let (id, snap) = repo.find_snapshot(&a.snapshot)?;
+    let path = a.path.clone().unwrap_or_else(|| "/".into());
+    let mut entries = Vec::new();
+    let mut out = std::io::stdout().lock();
+    browse::walk(&repo, &snap, path.as_bytes(), &mut |p, n| {
+        if g.json {
+            entries.push(render::node_json(p, n));
+        } else if a.long {
+            let owner = n.user.clone().unwrap_or_else(|| n.uid.to_string());
+            let group = n.group.clone().unwrap_or_else(|| n.gid.to_string());
+            let target = if n.link_target.is_empty() {
+                String::new()
+            } else {
+                format!(" -> {}", lossy(&n.link_target))
+            };
+            let _ = writeln!(
+                out,
+                "{} {:>8} {:>8} {:>12} {} {}{}",
+                render::mode_string(n),
+                owner,
+                group,
+                n.size,
+                render::local(n.mtime),
+                lossy(p),
+                target
+            );
+        } else {
+            let _ = writeln!(out, "{}", lossy(p));
+        }
+        Ok(())
+    })?;
+    if g.json {
+        return print_json(&json!({"snapshot": id.to_hex(), "entries": entries}));
+    }
+    Ok(0)
+}
+
+/// Split `SNAPSHOT[:PATH]`.
+fn split_spec(spec: &str) -> (&str, &str) {
+    match spec.split_once(':') {
+        Some((s, p)) if !p.is_empty() => (s, p),
+        Some((s, _)) => (s, "/"),
+        None => (spec, "/"),
+    }
+}
+
+pub fn restore(g: &GlobalArgs, a: &RestoreArgs) -> Result<i32> {
+    let repo = open(g)?;
+    let (snap_spec, sub) = split_spec(&a.snapshot);
+    let (id, snap) = repo.find_snapshot(snap_spec)?;
+    let opts = RestoreOptions {
+        target: a.target.clone(),
+        includes: a.includes.clone(),
+        excludes: a.excludes.clone(),
+        dry_run: a.dry_run,
+    };
+    let r =
+        snapguard_engine::restore(&repo, &snap, sub.as_bytes(), &opts).map_err(|e| match e {
+            snapguard_engine::Error::PathNotFound { path, .. } => {
+                snapguard_engine::Error::PathNotFound {
+                    path,
+                    snapshot: id.short(),
+                }
+            }
+            other => other,
+        })?;
+    for w in &r.warnings {
+        eprintln!("warning: {}: {}", w.path, w.message);
+    }
+    if g.json {
+        print_json(
+            &json!({"snapshot": id.to_hex(), "target": a.target, "dry_run": a.dry_run, "summary": r}),
+        )?;
+    } else if !g.quiet {
+        let verb = if a.dry_run {
+            "would restore"
+        } else {
+            "restored"
+        };
+        println!(
+            "{verb} {} file(s), {} dir(s), {} other, {} from snapshot {} to {}",
+            r.files,
+            r.dirs,
+            r.other,
+            render::size(r.bytes),
+            id.short(),
+            a.target.display()
+        );
+    }
+    if !r.warnings.is_empty() {
+        eprintln!(
+            "warning: {} item(s) could not be restored exactly (see above)",
+            r.warnings.len()
+        );
+        return Ok(exit::PARTIAL_RESTORE);
+    }
+    Ok(0)
+}
+
+pub fn dump(g: &GlobalArgs, a: &DumpArgs) -> Result<i32> {
+    let repo = open(g)?;
+    let (_, snap) = repo.find_snapshot(&a.snapshot)?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+    browse::dump(&repo, &snap, a.path.as_bytes(), &mut out)?;
+    Ok(0)
+}
+
+pub fn diff(g: &GlobalArgs, a: &DiffArgs) -> Result<i32> {
+    let repo = open(g)?;
+    let (ida, sa) = repo.find_snapshot(&a.snapshot1)?;
+    let (idb, sb) = repo.find_snapshot(&a.snapshot2)?;
+    let mut changes = Vec::new();
+    let mut counts = [0u64; 4];
+    browse::diff(&repo, &sa, &sb, &mut |p, c, n| {
+        counts[c as usize] += 1;
+        changes.push((lossy(p), c, render::kind_name(n.kind)));
+    })?;
+    if g.json {
+        return print_json(&json!({
+            "from": ida.to_hex(), "to": idb.to_hex(),
+            "changes": changes.iter().map(|(p, c, k)| json!({"path": p, "change": c, "type": k})).collect::<Vec<_>>(),
+        }));
+    }
+    for (p, c, k) in &changes {
+        let suffix = if *k == "dir" { "/" } else { "" };
+        println!("{}    {p}{suffix}", c.symbol());
+    }
+    println!(
+        "{} added, {} removed, {} modified, {} metadata only  (U = metadata-only change)",
+        counts[Change::Added as usize],
+        counts[Change::Removed as usize],
+        counts[Change::Modified as usize],
+        counts[Change::Metadata as usize]
+    );
+    Ok(0)
+}
+
+pub fn cat(g: &GlobalArgs, a: &CatArgs) -> Result<i32> {
+    let repo = open(g)?;
+    let need_id = || {
+        a.id.clone()
+            .with_context(|| format!("'cat {}' needs an id", a.kind))
+    };
+    let v = match a.kind.as_str() {
+        "config" => {
+            let c = repo.config();
+            json!({"repository_id": c.repo_id.to_hex(), "created": render::rfc3339(c.created), "cipher": repo.cipher().name(),
+                   "chunker": {"min": c.chunker_min, "avg": c.chunker_avg, "max": c.chunker_max},
+                   "pack_target_size": c.pack_target_size, "compression_level": c.compression_level,
+                   "format_version": snapguard_format::FORMAT_VERSION})
+        }
+        "snapshot" => {
+            let (id, s) = repo.find_snapshot(&need_id()?)?;
+            render::snapshot_json(&id, &s)
+        }
+        "tree" => {
+            let id = snapguard_format::TreeId::from_hex(&need_id()?)?;
+            let t = repo.read_tree(&id)?;
+            json!({"id": id.to_hex(), "nodes": t.nodes.iter().map(|n| render::node_json(&n.name, n)).collect::<Vec<_>>()})
+        }
+        "index" => {
+            let name = need_id()?;
+            let idx = repo.read_index(&name)?;
+            serde_json::to_value(&idx)?
+        }
+        "key" => return crate::keys::cat(&repo, &need_id()?),
+        "pack" => {
+            let id = snapguard_format::PackId::from_hex(&need_id()?)?;
+            let blobs = repo.read_pack_header(&id)?;
+            serde_json::to_value(&blobs)?
+        }
+        other => bail!("unknown object kind {other}"),
+    };
+    print_json(&v)
+}
+
+pub fn stats(g: &GlobalArgs, a: &StatsArgs) -> Result<i32> {
+    let repo = open(g)?;
+    let snaps: Vec<SnapshotFile> = match &a.snapshot {
+        Some(s) => vec![repo.find_snapshot(s)?.1],
+        None => repo.list_snapshots()?.into_iter().map(|(_, s)| s).collect(),
+    };
+    let s = browse::stats(&repo, &snaps)?;
+    if g.json {
+        return print_json(&serde_json::to_value(&s)?);
+    }
+    println!("Snapshots:          {}", s.snapshots);
+    println!("Files, dirs:        {}, {}", s.files, s.dirs);
+    println!("Logical size:       {}", render::size(s.logical_size));
+    println!(
+        "Unique data:        {} in {} blobs",
+        render::size(s.unique_raw_size),
+        s.unique_blobs
+    );
+    println!("Stored size:        {}", render::size(s.stored_size));
+    println!("Dedup ratio:        {:.2}x", s.dedup_ratio);
+    println!("Compression ratio:  {:.2}x", s.compression_ratio);
+    Ok(0)
+}

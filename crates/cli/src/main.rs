@@ -1,0 +1,105 @@
+//! The `snapguard` command: parses arguments, gets secrets, calls the engine, renders results.
+//! All real work happens in `snapguard-engine`; this crate only knows clap and the terminal.
+
+mod args;
+mod commands;
+mod keys;
+mod render;
+mod secrets;
+
+use args::{Cli, Command};
+use clap::Parser;
+use snapguard_engine::Error as EngineError;
+
+/// Exit codes (documented in README.md and docs/exit-codes.md).
+pub mod exit {
+    pub const FAILURE: i32 = 1;
+    pub const USAGE: i32 = 2;
+    pub const INCOMPLETE_BACKUP: i32 = 3;
+    pub const NO_REPOSITORY: i32 = 10;
+    pub const LOCKED: i32 = 11;
+    pub const WRONG_PASSWORD: i32 = 12;
+    pub const NEWER_FORMAT: i32 = 13;
+    pub const INTEGRITY: i32 = 14;
+    pub const NOT_FOUND: i32 = 15;
+    pub const PARTIAL_RESTORE: i32 = 16;
+    pub const NO_SPACE: i32 = 17;
+    pub const TARGET_NOT_WRITABLE: i32 = 18;
+}
+
+fn exit_code(err: &anyhow::Error) -> i32 {
+    for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<EngineError>() {
+            return match e {
+                EngineError::RepositoryNotFound { .. } => exit::NO_REPOSITORY,
+                EngineError::WrongPassword { .. } => exit::WRONG_PASSWORD,
+                EngineError::NewerFormat { .. } => exit::NEWER_FORMAT,
+                EngineError::Corrupt { .. } => exit::INTEGRITY,
+                EngineError::SnapshotNotFound { .. }
+                | EngineError::AmbiguousSnapshot { .. }
+                | EngineError::PathNotFound { .. } => exit::NOT_FOUND,
+                EngineError::NoSpace { .. } => exit::NO_SPACE,
+                EngineError::TargetNotWritable { .. } => exit::TARGET_NOT_WRITABLE,
+                EngineError::InvalidArgument(_) => exit::USAGE,
+                EngineError::Backend {
+                    source: snapguard_backend::BackendError::NoSpace { .. },
+                    ..
+                } => exit::NO_SPACE,
+                _ => exit::FAILURE,
+            };
+        }
+    }
+    exit::FAILURE
+}
+
+fn init_logging(g: &args::GlobalArgs) {
+    let level = match (g.quiet, g.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        _ => "trace",
+    };
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("SNAPGUARD_LOG").unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(format!("snapguard={level},snapguard_engine=error"))
+        });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { exit::USAGE } else { 0 };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    init_logging(&cli.global);
+    let g = &cli.global;
+    let result = match &cli.command {
+        Command::Init(a) => commands::init(g, a),
+        Command::Backup(a) => commands::backup(g, a),
+        Command::Snapshots(a) => commands::snapshots(g, a),
+        Command::Ls(a) => commands::ls(g, a),
+        Command::Restore(a) => commands::restore(g, a),
+        Command::Dump(a) => commands::dump(g, a),
+        Command::Diff(a) => commands::diff(g, a),
+        Command::Cat(a) => commands::cat(g, a),
+        Command::Stats(a) => commands::stats(g, a),
+        Command::Key(k) => keys::run(g, k),
+    };
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            let code = exit_code(&e);
+            eprintln!("snapguard: error: {e:#}");
+            std::process::exit(code);
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! Turning engine values into text and JSON.
+
+use chrono::{DateTime, Local, TimeZone, Utc};
+use serde_json::{json, Value};
+use snapguard_format::{Node, NodeKind, SnapshotFile, SnapshotId, Timestamp};
+
+/// Bytes as a human size (1024-based).
+pub fn size(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.2} {}", UNITS[u])
+    }
+}
+
+/// RFC 3339 with nanoseconds, UTC.
+pub fn rfc3339(t: Timestamp) -> String {
+    match Utc.timestamp_opt(t.secs, t.nanos).single() {
+        Some(d) => d.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+        None => format!("{}.{:09}", t.secs, t.nanos),
+    }
+}
+
+/// Local time for tables.
+pub fn local(t: Timestamp) -> String {
+    match Local.timestamp_opt(t.secs, t.nanos).single() {
+        Some(d) => d.format("%Y-%m-%d %H:%M:%S").to_string(),
+        None => rfc3339(t),
+    }
+}
+
+pub fn now() -> Timestamp {
+    let n = Utc::now();
+    Timestamp {
+        secs: n.timestamp(),
+        nanos: n.timestamp_subsec_nanos(),
+    }
+}
+
+pub fn parse_time(s: &str) -> anyhow::Result<Timestamp> {
+    let d: DateTime<chrono::FixedOffset> = DateTime::parse_from_rfc3339(s).map_err(|e| {
+        anyhow::anyhow!("invalid time {s:?}: {e}; use RFC 3339, e.g. 2026-01-31T12:00:00Z")
+    })?;
+    Ok(Timestamp {
+        secs: d.timestamp(),
+        nanos: d.timestamp_subsec_nanos(),
+    })
+}
+
+pub fn kind_name(k: NodeKind) -> &'static str {
+    match k {
+        NodeKind::File => "file",
+        NodeKind::Dir => "dir",
+        NodeKind::Symlink => "symlink",
+        NodeKind::Fifo => "fifo",
+        NodeKind::CharDevice => "chardev",
+        NodeKind::BlockDevice => "blockdev",
+    }
+}
+
+/// `ls -l` style mode string.
+pub fn mode_string(n: &Node) -> String {
+    let t = match n.kind {
+        NodeKind::File => '-',
+        NodeKind::Dir => 'd',
+        NodeKind::Symlink => 'l',
+        NodeKind::Fifo => 'p',
+        NodeKind::CharDevice => 'c',
+        NodeKind::BlockDevice => 'b',
+    };
+    let m = n.mode;
+    let bit = |b: u32, c: char| if m & b != 0 { c } else { '-' };
+    let special = |x: u32, s: u32, lower: char, upper: char| match (m & x != 0, m & s != 0) {
+        (true, true) => lower,
+        (false, true) => upper,
+        (true, false) => 'x',
+        (false, false) => '-',
+    };
+    format!(
+        "{t}{}{}{}{}{}{}{}{}{}",
+        bit(0o400, 'r'),
+        bit(0o200, 'w'),
+        special(0o100, 0o4000, 's', 'S'),
+        bit(0o040, 'r'),
+        bit(0o020, 'w'),
+        special(0o010, 0o2000, 's', 'S'),
+        bit(0o004, 'r'),
+        bit(0o002, 'w'),
+        special(0o001, 0o1000, 't', 'T'),
+    )
+}
+
+pub fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A node as JSON (names and targets as lossy UTF-8; exact bytes as hex when they are not UTF-8).
+pub fn node_json(path: &[u8], n: &Node) -> Value {
+    let mut v = json!({
+        "path": lossy(path),
+        "name": lossy(&n.name),
+        "type": kind_name(n.kind),
+        "mode": n.mode,
+        "permissions": mode_string(n),
+        "uid": n.uid,
+        "gid": n.gid,
+        "user": n.user,
+        "group": n.group,
+        "size": n.size,
+        "mtime": rfc3339(n.mtime),
+        "atime": rfc3339(n.atime),
+        "ctime": rfc3339(n.ctime),
+        "inode": n.inode,
+        "device": n.device,
+        "nlink": n.nlink,
+        "xattrs": n.xattrs.iter().map(|x| lossy(&x.name)).collect::<Vec<_>>(),
+    });
+    if std::str::from_utf8(path).is_err() {
+        v["path_hex"] = json!(hex::encode(path));
+    }
+    if n.kind == NodeKind::Symlink {
+        v["link_target"] = json!(lossy(&n.link_target));
+    }
+    if matches!(n.kind, NodeKind::CharDevice | NodeKind::BlockDevice) {
+        v["rdev"] = json!(n.rdev);
+    }
+    if let Some(t) = n.subtree {
+        v["subtree"] = json!(t.to_hex());
+    }
+    if n.kind == NodeKind::File {
+        v["content"] = json!(n
+            .content
+            .iter()
+            .map(|p| match p {
+                snapguard_format::ContentPart::Data { id, len } =>
+                    json!({"blob": id.to_hex(), "len": len}),
+                snapguard_format::ContentPart::Hole { len } => json!({"hole": len}),
+            })
+            .collect::<Vec<_>>());
+    }
+    if n.flags != 0 {
+        v["flags"] = json!(n.flags);
+    }
+    v
+}
+
+pub fn snapshot_json(id: &SnapshotId, s: &SnapshotFile) -> Value {
+    json!({
+        "id": id.to_hex(),
+        "short_id": id.short(),
+        "time": rfc3339(s.time),
+        "tree": s.tree.to_hex(),
+        "paths": s.display_paths(),
+        "hostname": s.hostname,
+        "username": s.username,
+        "uid": s.uid,
+        "gid": s.gid,
+        "tags": s.tags,
+        "parent": s.parent.map(|p| p.to_hex()),
+        "excludes": s.excludes,
+        "program_version": s.program_version,
+        "summary": s.summary,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_render_like_ls() {
+        let mut n = Node::new(b"x".to_vec(), NodeKind::File);
+        for (mode, want) in [
+            (0o4755, "-rwsr-xr-x"),
+            (0o2644, "-rw-r-Sr--"),
+            (0o1777, "-rwxrwxrwt"),
+            (0, "----------"),
+        ] {
+            n.mode = mode;
+            assert_eq!(mode_string(&n), want);
+        }
+    }
+
+    #[test]
+    fn times_keep_nanoseconds_and_old_dates() {
+        assert_eq!(
+            rfc3339(Timestamp { secs: -1, nanos: 5 }),
+            "1969-12-31T23:59:59.000000005Z"
+        );
+        assert_eq!(size(1536), "1.50 KiB");
+    }
+}

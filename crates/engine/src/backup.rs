@@ -1,0 +1,664 @@
+//! Backup: walk source paths, store new content, write the tree, commit a snapshot.
+//!
+//! The walk is depth-first in name order. Each directory becomes a tree blob written after its
+//! children, so a tree id is a Merkle digest of its subtree. Files are read region by region
+//! (holes found with `SEEK_DATA`/`SEEK_HOLE` are recorded, not read), cut into content-defined
+//! chunks, and only chunks the repository lacks are compressed, sealed and packed. A file that
+//! changes while it is read is re-read (up to three times) and flagged if it never holds still.
+//! With a parent snapshot, files whose size, mtime, ctime, inode and device are unchanged reuse
+//! the parent's content without being read.
+//!
+//! Commit order: packs, then the index file listing them, then the snapshot.
+
+use crate::filter::PathFilter;
+use crate::fsmeta::{self, NameCache, StatInfo};
+use crate::pack::PackWriter;
+use crate::{Error, Repository, Result};
+use snapguard_backend::FileType;
+use snapguard_chunker::{Chunker, ChunkerParams, StreamChunker};
+use snapguard_format::{
+    BlobId, BlobType, ContentPart, IndexPack, Node, NodeKind, SnapshotFile, SnapshotId,
+    SnapshotSummary, Timestamp, Tree, TreeId, NODE_CHANGED_WHILE_READ,
+};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::File;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Component, Path, PathBuf};
+use std::time::Instant;
+
+mod walk;
+
+const READ_BUF: usize = 4 << 20;
+const MAX_READ_ATTEMPTS: usize = 3;
+const PACKS_PER_INDEX: usize = 64;
+const CACHEDIR_SIGNATURE: &[u8] = b"Signature: 8a477f597d28d172789f06886806bc55";
+
+/// What to back up and how.
+#[derive(Clone, Debug, Default)]
+pub struct BackupOptions {
+    pub paths: Vec<PathBuf>,
+    pub tags: Vec<String>,
+    pub hostname: String,
+    pub username: String,
+    pub time: Timestamp,
+    pub excludes: Vec<String>,
+    pub exclude_caches: bool,
+    pub one_file_system: bool,
+    pub dry_run: bool,
+    /// Compare against this parent instead of the latest snapshot of the same host and paths.
+    pub parent: Option<SnapshotId>,
+    /// Read every file even if the parent says it is unchanged.
+    pub force: bool,
+    pub program_version: String,
+}
+
+/// Something the user should hear about: an unreadable file (error) or a skipped socket (note).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BackupWarning {
+    pub path: String,
+    pub message: String,
+    /// True for problems that make the snapshot incomplete (exit code 3).
+    pub error: bool,
+}
+
+/// The outcome of a backup.
+#[derive(Clone, Debug)]
+pub struct BackupResult {
+    /// None for a dry run.
+    pub snapshot_id: Option<SnapshotId>,
+    pub parent: Option<SnapshotId>,
+    pub summary: SnapshotSummary,
+    pub warnings: Vec<BackupWarning>,
+}
+
+/// Make `p` absolute and lexically normal (no `.`/`..`), without resolving symlinks.
+pub fn absolute_path(p: &Path) -> Result<PathBuf> {
+    let joined = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| Error::io(".", e))?
+            .join(p)
+    };
+    let mut out = PathBuf::from("/");
+    for c in joined.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+struct Archiver<'r> {
+    repo: &'r mut Repository,
+    opts: &'r BackupOptions,
+    chunker: Chunker,
+    excludes: PathFilter,
+    pack: Option<PackWriter>,
+    /// Blobs in the pack under construction (not yet in the index).
+    pending: HashSet<BlobId>,
+    /// Packs written but not yet listed in an index file.
+    unindexed: Vec<IndexPack>,
+    hardlinks: HashMap<(u64, u64), (Timestamp, u64, Vec<ContentPart>)>,
+    names: NameCache,
+    summary: SnapshotSummary,
+    warnings: Vec<BackupWarning>,
+    level: i32,
+    buf: Vec<u8>,
+}
+
+/// Run a backup.
+pub fn backup(repo: &mut Repository, opts: &BackupOptions) -> Result<BackupResult> {
+    if opts.paths.is_empty() {
+        return Err(Error::InvalidArgument(
+            "nothing to back up: give at least one path".into(),
+        ));
+    }
+    if repo.read_only_features() {
+        return Err(Error::NewerFormat {
+            location: repo.location(),
+            detail: "the repository uses features that this SnapGuard may read but not write"
+                .into(),
+        });
+    }
+    let start = Instant::now();
+    let mut paths = Vec::new();
+    for p in &opts.paths {
+        let abs = absolute_path(p)?;
+        fsmeta::lstat(&abs).map_err(|e| Error::io(&abs, e))?;
+        paths.push(abs);
+    }
+    paths.sort();
+    paths.dedup();
+    let cfg = repo.config().clone();
+    let params = ChunkerParams {
+        min_size: cfg.chunker_min as usize,
+        avg_size: cfg.chunker_avg as usize,
+        max_size: cfg.chunker_max as usize,
+    };
+    let chunker = Chunker::new(repo.crypt().bundle().gear_table(), params)
+        .map_err(|e| Error::corrupt("config", format!("chunker parameters: {e}")))?;
+    let parent = match opts.parent {
+        Some(id) => Some((id, repo.load_snapshot(&id)?)),
+        None if opts.force => None,
+        None => find_parent(repo, &paths, &opts.hostname)?,
+    };
+    let parent_tree = match &parent {
+        Some((_, s)) => Some(repo.read_tree(&s.tree)?),
+        None => None,
+    };
+    let mut a = Archiver {
+        level: cfg.compression_level,
+        repo,
+        opts,
+        chunker,
+        excludes: PathFilter::new(&opts.excludes)?,
+        pack: None,
+        pending: HashSet::new(),
+        unindexed: Vec::new(),
+        hardlinks: HashMap::new(),
+        names: NameCache::default(),
+        summary: SnapshotSummary::default(),
+        warnings: Vec::new(),
+        buf: vec![0u8; READ_BUF],
+    };
+    let root = walk::VirtualDir::from_paths(&paths);
+    let tree = a.save_virtual(&root, Path::new("/"), parent_tree.as_ref())?;
+    a.flush_pack()?;
+    a.write_index()?;
+    a.summary.duration_ms = start.elapsed().as_millis() as u64;
+    a.summary.errors = a.warnings.iter().filter(|w| w.error).count() as u64;
+    let snapshot = SnapshotFile {
+        time: opts.time,
+        tree,
+        paths: paths
+            .iter()
+            .map(|p| serde_bytes::ByteBuf::from(p.as_os_str().as_bytes().to_vec()))
+            .collect(),
+        hostname: opts.hostname.clone(),
+        username: opts.username.clone(),
+        uid: rustix::process::getuid().as_raw(),
+        gid: rustix::process::getgid().as_raw(),
+        tags: opts.tags.clone(),
+        parent: parent.as_ref().map(|(id, _)| *id),
+        excludes: opts.excludes.clone(),
+        program_version: opts.program_version.clone(),
+        summary: Some(a.summary.clone()),
+    };
+    let snapshot_id = if opts.dry_run {
+        None
+    } else {
+        Some(a.repo.save_snapshot(&snapshot)?)
+    };
+    Ok(BackupResult {
+        snapshot_id,
+        parent: parent.map(|(id, _)| id),
+        summary: a.summary,
+        warnings: a.warnings,
+    })
+}
+
+/// The latest snapshot of the same host with the same paths.
+fn find_parent(
+    repo: &Repository,
+    paths: &[PathBuf],
+    host: &str,
+) -> Result<Option<(SnapshotId, SnapshotFile)>> {
+    let want: Vec<&[u8]> = paths.iter().map(|p| p.as_os_str().as_bytes()).collect();
+    Ok(repo.list_snapshots()?.into_iter().rev().find(|(_, s)| {
+        s.hostname == host && s.paths.iter().map(|p| p.as_slice()).collect::<Vec<_>>() == want
+    }))
+}
+
+impl Archiver<'_> {
+    fn warn(&mut self, path: &Path, message: impl Into<String>, error: bool) {
+        let w = BackupWarning {
+            path: path.display().to_string(),
+            message: message.into(),
+            error,
+        };
+        tracing::warn!(path = %w.path, "{}", w.message);
+        self.warnings.push(w);
+    }
+
+    /// Save the synthetic directories above the backed-up paths.
+    fn save_virtual(
+        &mut self,
+        dir: &walk::VirtualDir,
+        path: &Path,
+        parent: Option<&Tree>,
+    ) -> Result<TreeId> {
+        if dir.is_target {
+            let st = fsmeta::lstat(path).map_err(|e| Error::io(path, e))?;
+            return self.save_dir(path, st.dev, parent);
+        }
+        let mut tree = Tree::default();
+        for (name, child) in &dir.children {
+            let child_path = path.join(std::ffi::OsStr::from_bytes(name));
+            let parent_node = parent.and_then(|t| t.find(name));
+            let node = if child.is_target {
+                let dev = match fsmeta::lstat(&child_path) {
+                    Ok(st) => st.dev,
+                    Err(e) => return Err(Error::io(&child_path, e)),
+                };
+                self.save_entry(&child_path, name, dev, parent_node)?
+            } else {
+                let st = fsmeta::lstat(&child_path).map_err(|e| Error::io(&child_path, e))?;
+                let mut node = self.dir_node(&child_path, name, &st);
+                let parent_sub = self.parent_subtree(parent_node)?;
+                node.subtree = Some(self.save_virtual(child, &child_path, parent_sub.as_ref())?);
+                Some(node)
+            };
+            if let Some(node) = node {
+                tree.nodes.push(node);
+            }
+        }
+        self.save_tree(tree)
+    }
+
+    fn parent_subtree(&self, node: Option<&Node>) -> Result<Option<Tree>> {
+        match node.and_then(|n| n.subtree) {
+            Some(id) => Ok(Some(self.repo.read_tree(&id)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn dir_node(&mut self, path: &Path, name: &[u8], st: &StatInfo) -> Node {
+        let mut node = Node::new(name.to_vec(), NodeKind::Dir);
+        fsmeta::fill_node(&mut node, st, &mut self.names);
+        match fsmeta::read_xattrs(path) {
+            Ok(x) => node.xattrs = x,
+            Err(e) => self.warn(path, format!("cannot read extended attributes: {e}"), true),
+        }
+        node
+    }
+
+    /// Save one directory's entries; returns its tree id.
+    fn save_dir(&mut self, path: &Path, dev: u64, parent: Option<&Tree>) -> Result<TreeId> {
+        let mut names: Vec<Vec<u8>> = Vec::new();
+        match std::fs::read_dir(path) {
+            Ok(rd) => {
+                for entry in rd {
+                    match entry {
+                        Ok(e) => names.push(e.file_name().as_bytes().to_vec()),
+                        Err(e) => {
+                            self.warn(path, format!("cannot list directory: {e}"), true);
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => self.warn(path, format!("cannot list directory: {e}"), true),
+        }
+        names.sort();
+        if self.opts.exclude_caches && is_cache_dir(path) {
+            names.retain(|n| n == b"CACHEDIR.TAG");
+        }
+        let mut tree = Tree::default();
+        for name in names {
+            let child = path.join(std::ffi::OsStr::from_bytes(&name));
+            let parent_node = parent.and_then(|t| t.find(&name));
+            if let Some(node) = self.save_entry(&child, &name, dev, parent_node)? {
+                tree.nodes.push(node);
+            }
+        }
+        self.save_tree(tree)
+    }
+
+    /// Save one entry of any kind. Returns None if it was excluded or skipped.
+    fn save_entry(
+        &mut self,
+        path: &Path,
+        name: &[u8],
+        dev: u64,
+        parent: Option<&Node>,
+    ) -> Result<Option<Node>> {
+        if self.excludes.matches(path.as_os_str().as_bytes(), name) {
+            return Ok(None);
+        }
+        let st = match fsmeta::lstat(path) {
+            Ok(st) => st,
+            Err(e) => {
+                self.warn(path, format!("cannot stat: {e}"), true);
+                return Ok(None);
+            }
+        };
+        let Some(kind) = st.kind else {
+            if st.is_socket {
+                self.warn(path, "socket skipped (sockets cannot be backed up)", false);
+            } else {
+                self.warn(path, "unknown file type skipped", false);
+            }
+            return Ok(None);
+        };
+        let mut node = Node::new(name.to_vec(), kind);
+        fsmeta::fill_node(&mut node, &st, &mut self.names);
+        match fsmeta::read_xattrs(path) {
+            Ok(x) => node.xattrs = x,
+            Err(e) => self.warn(path, format!("cannot read extended attributes: {e}"), true),
+        }
+        match kind {
+            NodeKind::Dir => {
+                self.summary.dirs += 1;
+                if self.opts.one_file_system && st.dev != dev {
+                    // A mount point: keep the directory itself, not what is mounted on it.
+                    node.subtree = Some(self.save_tree(Tree::default())?);
+                } else {
+                    let parent_sub =
+                        self.parent_subtree(parent.filter(|p| p.kind == NodeKind::Dir))?;
+                    node.subtree = Some(self.save_dir(path, dev, parent_sub.as_ref())?);
+                }
+            }
+            NodeKind::Symlink => {
+                self.summary.other_entries += 1;
+                match std::fs::read_link(path) {
+                    Ok(t) => node.link_target = t.as_os_str().as_bytes().to_vec(),
+                    Err(e) => {
+                        self.warn(path, format!("cannot read symlink: {e}"), true);
+                        return Ok(None);
+                    }
+                }
+            }
+            NodeKind::File => {
+                let unchanged = parent.filter(|p| {
+                    !self.opts.force
+                        && p.kind == NodeKind::File
+                        && p.flags == 0
+                        && p.size == st.size
+                        && p.mtime == st.mtime
+                        && p.ctime == st.ctime
+                        && p.inode == st.ino
+                        && p.device == st.dev
+                });
+                if let Some(p) = unchanged {
+                    node.content = p.content.clone();
+                    self.summary.files_unchanged += 1;
+                } else {
+                    if parent.is_some() {
+                        self.summary.files_changed += 1;
+                    } else {
+                        self.summary.files_new += 1;
+                    }
+                    match self.save_file(path, &st) {
+                        Ok((content, final_st, flags)) => {
+                            fsmeta::fill_node(&mut node, &final_st, &mut self.names);
+                            node.size = content.iter().map(ContentPart::len).sum();
+                            node.content = content;
+                            node.flags = flags;
+                        }
+                        Err(FileError::Fatal(e)) => return Err(e),
+                        Err(FileError::Source(e)) => {
+                            self.warn(path, format!("cannot read file: {e}"), true);
+                            return Ok(None);
+                        }
+                    }
+                }
+            }
+            NodeKind::Fifo | NodeKind::CharDevice | NodeKind::BlockDevice => {
+                self.summary.other_entries += 1
+            }
+        }
+        Ok(Some(node))
+    }
+
+    /// Read a regular file and store its chunks.
+    fn save_file(
+        &mut self,
+        path: &Path,
+        st: &StatInfo,
+    ) -> std::result::Result<(Vec<ContentPart>, StatInfo, u32), FileError> {
+        if st.nlink > 1 {
+            if let Some((mtime, size, content)) = self.hardlinks.get(&(st.dev, st.ino)) {
+                if *mtime == st.mtime && *size == st.size {
+                    return Ok((content.clone(), *st, 0));
+                }
+            }
+        }
+        let file = open_noatime(path).map_err(FileError::Source)?;
+        let mut flags = 0;
+        let mut result = None;
+        for attempt in 0..MAX_READ_ATTEMPTS {
+            let before = fsmeta::stat_info(
+                &rustix::fs::fstat(&file).map_err(|e| FileError::Source(e.into()))?,
+            );
+            let content = self.read_content(&file, &before)?;
+            let after = fsmeta::stat_info(
+                &rustix::fs::fstat(&file).map_err(|e| FileError::Source(e.into()))?,
+            );
+            let total: u64 = content.iter().map(ContentPart::len).sum();
+            let stable = before.mtime == after.mtime
+                && before.ctime == after.ctime
+                && before.size == after.size
+                && total == after.size;
+            result = Some((content, after));
+            if stable {
+                break;
+            }
+            if attempt + 1 == MAX_READ_ATTEMPTS {
+                flags |= NODE_CHANGED_WHILE_READ;
+                self.warn(
+                    path,
+                    format!("file changed while it was read ({MAX_READ_ATTEMPTS} attempts); the stored version may mix old and new content"),
+                    true,
+                );
+            }
+        }
+        let Some((content, after)) = result else {
+            return Err(FileError::Source(std::io::Error::other(
+                "file could not be read",
+            )));
+        };
+        if after.nlink > 1 {
+            self.hardlinks.insert(
+                (after.dev, after.ino),
+                (after.mtime, after.size, content.clone()),
+            );
+        }
+        Ok((content, after, flags))
+    }
+
+    /// Read the data regions of `file`, recording holes.
+    fn read_content(
+        &mut self,
+        file: &File,
+        st: &StatInfo,
+    ) -> std::result::Result<Vec<ContentPart>, FileError> {
+        let mut parts = Vec::new();
+        let sparse = st.blocks.saturating_mul(512) < st.size;
+        let regions = if sparse {
+            data_regions(file).map_err(FileError::Source)?
+        } else {
+            vec![(0, u64::MAX)]
+        };
+        let mut pos = 0u64;
+        for (start, end) in regions {
+            if start > pos {
+                parts.push(ContentPart::Hole { len: start - pos });
+            }
+            let read_end = self.read_region(file, start, end, &mut parts)?;
+            pos = read_end;
+        }
+        // A hole at the end of the file.
+        if sparse && pos < st.size {
+            let end = rustix::fs::seek(file, rustix::fs::SeekFrom::End(0))
+                .map_err(|e| FileError::Source(e.into()))?;
+            if end > pos {
+                parts.push(ContentPart::Hole { len: end - pos });
+            }
+        }
+        Ok(parts)
+    }
+
+    /// Chunk and store bytes [start, end) (or to EOF); returns where reading stopped.
+    fn read_region(
+        &mut self,
+        file: &File,
+        start: u64,
+        end: u64,
+        parts: &mut Vec<ContentPart>,
+    ) -> std::result::Result<u64, FileError> {
+        let mut sc = StreamChunker::new(self.chunker.clone());
+        let mut buf = std::mem::take(&mut self.buf);
+        let mut pos = start;
+        let res = (|| {
+            while pos < end {
+                let want = usize::try_from((end - pos).min(buf.len() as u64)).unwrap_or(buf.len());
+                let n = match file.read_at(&mut buf[..want], pos) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(FileError::Source(e)),
+                };
+                pos += n as u64;
+                self.summary.bytes_read += n as u64;
+                for chunk in sc.push(&buf[..n]) {
+                    parts.push(self.store_data(&chunk)?);
+                }
+            }
+            Ok(())
+        })();
+        self.buf = buf;
+        res?;
+        for chunk in sc.finish() {
+            parts.push(self.store_data(&chunk)?);
+        }
+        Ok(pos)
+    }
+
+    fn store_data(&mut self, chunk: &[u8]) -> std::result::Result<ContentPart, FileError> {
+        let id = self
+            .store_blob(BlobType::Data, chunk)
+            .map_err(FileError::Fatal)?;
+        Ok(ContentPart::Data {
+            id,
+            len: chunk.len() as u32,
+        })
+    }
+
+    fn save_tree(&mut self, mut tree: Tree) -> Result<TreeId> {
+        tree.sort();
+        let bytes = tree.encode();
+        Ok(TreeId::from(self.store_blob(BlobType::Tree, &bytes)?))
+    }
+
+    /// Store a blob unless the repository already has it.
+    fn store_blob(&mut self, kind: BlobType, data: &[u8]) -> Result<BlobId> {
+        let id = BlobId(self.repo.crypt().id_of(data));
+        if self.repo.index().contains(&id) || self.pending.contains(&id) {
+            return Ok(id);
+        }
+        if self.pack.is_none() {
+            self.pack = Some(PackWriter::new(self.repo.crypt())?);
+        }
+        let target = self.repo.config().pack_target_size as usize;
+        let full = match self.pack.as_mut() {
+            Some(pack) => {
+                let stored = pack.add(id, kind, data, self.level)?;
+                self.summary.bytes_added += data.len() as u64;
+                self.summary.bytes_stored += u64::from(stored);
+                self.summary.blobs_added += 1;
+                pack.len() >= target
+            }
+            None => false,
+        };
+        self.pending.insert(id);
+        if full {
+            self.flush_pack()?;
+        }
+        Ok(id)
+    }
+
+    fn flush_pack(&mut self) -> Result<()> {
+        let Some(pack) = self.pack.take() else {
+            return Ok(());
+        };
+        if pack.is_empty() {
+            return Ok(());
+        }
+        let done = pack.finish();
+        let name = done.id.to_hex();
+        if !self.opts.dry_run {
+            self.repo
+                .backend()
+                .write(FileType::Pack, &name, &done.bytes)
+                .map_err(self.repo.backend_err())?;
+        }
+        let entry = IndexPack {
+            id: done.id,
+            size: done.bytes.len() as u64,
+            epoch: done.epoch,
+            cipher_code: done.cipher_code,
+            blobs: done.blobs,
+        };
+        self.repo.index_mut().add_pack(&entry);
+        self.pending.clear();
+        self.unindexed.push(entry);
+        if self.unindexed.len() >= PACKS_PER_INDEX {
+            self.write_index()?;
+        }
+        Ok(())
+    }
+
+    fn write_index(&mut self) -> Result<()> {
+        if self.unindexed.is_empty() || self.opts.dry_run {
+            return Ok(());
+        }
+        let packs = std::mem::take(&mut self.unindexed);
+        self.repo.write_index(packs)?;
+        Ok(())
+    }
+}
+
+enum FileError {
+    /// The source file could not be read: report and go on.
+    Source(std::io::Error),
+    /// The repository could not be written: stop.
+    Fatal(Error),
+}
+
+fn open_noatime(path: &Path) -> std::io::Result<File> {
+    let open = |flags: i32| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(flags | nix::libc::O_NOFOLLOW)
+            .open(path)
+    };
+    match open(nix::libc::O_NOATIME) {
+        Err(e) if e.raw_os_error() == Some(nix::libc::EPERM) => open(0),
+        other => other,
+    }
+}
+
+/// Data regions of a sparse file as (start, end) pairs.
+fn data_regions(file: &File) -> std::io::Result<Vec<(u64, u64)>> {
+    use rustix::fs::{seek, SeekFrom};
+    let mut out = Vec::new();
+    let mut pos = 0u64;
+    loop {
+        let data = match seek(file, SeekFrom::Data(pos)) {
+            Ok(d) => d,
+            Err(rustix::io::Errno::NXIO) => break,
+            Err(e) => return Err(e.into()),
+        };
+        let hole = seek(file, SeekFrom::Hole(data))?;
+        out.push((data, hole));
+        pos = hole;
+    }
+    Ok(out)
+}
+
+fn is_cache_dir(dir: &Path) -> bool {
+    let mut buf = [0u8; CACHEDIR_SIGNATURE.len()];
+    match File::open(dir.join("CACHEDIR.TAG")) {
+        Ok(f) => f.read_exact_at(&mut buf, 0).is_ok() && buf == CACHEDIR_SIGNATURE,
+        Err(_) => false,
+    }
+}
+
+/// Keep BTreeMap in scope for the walk module.
+pub(crate) type Children = BTreeMap<Vec<u8>, walk::VirtualDir>;

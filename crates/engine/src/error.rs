@@ -1,0 +1,74 @@
+//! The engine's error type.
+//!
+//! Every variant names the object concerned and, where there is one, what the user can do.
+//! Integrity problems (corrupt or tampered data) are their own variant, never a bare I/O error.
+
+use snapguard_backend::BackendError;
+use std::path::PathBuf;
+
+/// Why an engine operation failed.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("there is no SnapGuard repository at {location}; create one with 'snapguard init'")]
+    RepositoryNotFound { location: String },
+    #[error(
+        "a repository already exists at {location}; choose another location or use it as it is"
+    )]
+    AlreadyInitialized { location: String },
+    #[error("{location}: {detail}; upgrade SnapGuard to open this repository")]
+    NewerFormat { location: String, detail: String },
+    #[error("wrong password or key file: none of the {slots} key slot(s) of {location} could be opened with it")]
+    WrongPassword { location: String, slots: usize },
+    #[error("integrity error in {object}: {detail}")]
+    Corrupt { object: String, detail: String },
+    #[error("no snapshot matches {spec:?}; list them with 'snapguard snapshots'")]
+    SnapshotNotFound { spec: String },
+    #[error("snapshot id {spec:?} is ambiguous: it matches {}; give more digits", candidates.join(", "))]
+    AmbiguousSnapshot {
+        spec: String,
+        candidates: Vec<String>,
+    },
+    #[error("path {path:?} does not exist in snapshot {snapshot}; see 'snapguard ls {snapshot}'")]
+    PathNotFound { path: String, snapshot: String },
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("refusing to remove key slot {slot}: it is the last one that can open the repository; add another with 'snapguard key add' first")]
+    LastKeySlot { slot: String },
+    #[error("no space left on the device while writing {path}; free some space (or pick another target) and run the command again")]
+    NoSpace { path: PathBuf },
+    #[error("cannot write to {path}: {source}; choose a target directory you may write to")]
+    TargetNotWritable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("repository {location}: {source}")]
+    Backend {
+        location: String,
+        source: BackendError,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
+        let path = path.into();
+        if source.kind() == std::io::ErrorKind::StorageFull {
+            return Error::NoSpace { path };
+        }
+        Error::Io { path, source }
+    }
+
+    pub(crate) fn corrupt(object: impl Into<String>, detail: impl std::fmt::Display) -> Error {
+        Error::Corrupt {
+            object: object.into(),
+            detail: detail.to_string(),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;

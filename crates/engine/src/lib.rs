@@ -1,0 +1,23 @@
+//! The SnapGuard repository engine.
+//!
+//! Owns everything between the command line and the storage backend: unlocking a repository
+//! ([`Repository`]), backing a directory tree up into it ([`backup()`]), restoring it
+//! ([`restore()`]), and read-only views ([`browse`]). It does not parse arguments, print, or ask
+//! for passwords: the CLI does that and hands secrets in. See ARCHITECTURE.md for the data path.
+
+pub mod backup;
+pub mod browse;
+mod crypt;
+mod error;
+pub mod filter;
+mod fsmeta;
+pub mod index;
+mod pack;
+mod repo;
+pub mod restore;
+
+pub use backup::{absolute_path, backup, BackupOptions, BackupResult, BackupWarning};
+pub use crypt::Crypt;
+pub use error::{Error, Result};
+pub use repo::{probe, InitOptions, KeySlotInfo, Repository, Secret};
+pub use restore::{restore, RestoreOptions, RestoreSummary, RestoreWarning};

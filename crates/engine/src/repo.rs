@@ -1,0 +1,616 @@
+//! Opening, creating and reading a repository.
+//!
+//! [`probe`] reads the plaintext config header (so "no repository" and "format too new" are
+//! reported before any password is asked); [`Repository::open`] unlocks a key slot, opens the
+//! config and loads the index. Write order for crash safety is the caller's: packs, then the
+//! index that lists them, then the snapshot as the single commit point.
+
+use crate::crypt::Crypt;
+use crate::index::Index;
+use crate::{Error, Result};
+use snapguard_backend::{Backend, BackendError, FileType};
+use snapguard_crypto::{
+    random_bytes, Argon2Params, Cipher, KeyBundle, KeySlot, SlotMeta, SlotTemplate, Unlocker,
+};
+use snapguard_format::{
+    BlobId, BlobType, ConfigFile, ConfigHeader, FeatureFlags, IndexFile, IndexId, IndexPack,
+    ObjectKind, RepoId, SlotId, SnapshotFile, SnapshotId, Timestamp, Tree, TreeId, FORMAT_VERSION,
+};
+use std::sync::Arc;
+use zeroize::Zeroizing;
+
+/// Feature bits this version understands (none yet).
+const KNOWN_INCOMPAT: u64 = 0;
+const KNOWN_RO_COMPAT: u64 = 0;
+
+/// A secret that may open a key slot.
+pub enum Secret {
+    Password(Zeroizing<Vec<u8>>),
+    KeyFile(Zeroizing<Vec<u8>>),
+}
+
+impl Secret {
+    fn unlocker(&self) -> Unlocker<'_> {
+        match self {
+            Secret::Password(p) => Unlocker::Passphrase(p),
+            Secret::KeyFile(k) => Unlocker::KeyFile(k),
+        }
+    }
+    fn template(&self, kdf: Argon2Params) -> SlotTemplate {
+        match self {
+            Secret::Password(_) => SlotTemplate::Passphrase(kdf),
+            Secret::KeyFile(_) => SlotTemplate::KeyFile,
+        }
+    }
+}
+
+/// Options for `init`.
+#[derive(Clone, Debug)]
+pub struct InitOptions {
+    pub cipher: Cipher,
+    pub kdf: Argon2Params,
+    pub now: Timestamp,
+    pub hostname: String,
+    pub username: String,
+    pub compression_level: i32,
+    pub pack_target_size: u32,
+}
+
+/// One key slot as listed by [`Repository::key_slots`].
+#[derive(Debug)]
+pub struct KeySlotInfo {
+    pub id: SlotId,
+    /// None if this version cannot parse the slot (damaged or newer).
+    pub slot: Option<KeySlot>,
+    /// None if the slot's metadata cannot be opened with this repository's keys.
+    pub meta: Option<SlotMeta>,
+}
+
+/// An unlocked repository.
+pub struct Repository {
+    backend: Arc<dyn Backend>,
+    crypt: Crypt,
+    config: ConfigFile,
+    header: ConfigHeader,
+    index: Index,
+    slot: SlotId,
+}
+
+impl std::fmt::Debug for Repository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Repository({})", self.backend.location())
+    }
+}
+
+fn backend_err(backend: &dyn Backend) -> impl Fn(BackendError) -> Error + '_ {
+    move |source| Error::Backend {
+        location: backend.location(),
+        source,
+    }
+}
+
+/// Read and check the config header of the repository at `backend`.
+pub fn probe(backend: &dyn Backend) -> Result<(ConfigHeader, Vec<u8>)> {
+    let bytes = match backend.read(FileType::Config, "config") {
+        Ok(b) => b,
+        Err(BackendError::NotFound { .. }) => {
+            return Err(Error::RepositoryNotFound {
+                location: backend.location(),
+            })
+        }
+        Err(e) => return Err(backend_err(backend)(e)),
+    };
+    let header = match ConfigHeader::parse(&bytes) {
+        Ok((h, _, _)) => h,
+        Err(snapguard_format::FormatError::UnsupportedVersion { version, .. }) => {
+            return Err(Error::NewerFormat {
+                location: backend.location(),
+                detail: format!("repository format version {version} is newer than this SnapGuard supports ({FORMAT_VERSION})"),
+            })
+        }
+        Err(e) => return Err(Error::corrupt(format!("config of {}", backend.location()), e)),
+    };
+    let unknown = header.features.incompat & !KNOWN_INCOMPAT;
+    if unknown != 0 {
+        return Err(Error::NewerFormat {
+            location: backend.location(),
+            detail: format!("the repository uses features this SnapGuard does not know (incompat bits {unknown:#x})"),
+        });
+    }
+    Ok((header, bytes))
+}
+
+impl Repository {
+    /// Create a new repository with one key slot opened by `secret`.
+    pub fn init(
+        backend: Arc<dyn Backend>,
+        secret: &Secret,
+        opts: &InitOptions,
+    ) -> Result<Repository> {
+        match backend.read(FileType::Config, "config") {
+            Ok(_) => {
+                return Err(Error::AlreadyInitialized {
+                    location: backend.location(),
+                })
+            }
+            Err(BackendError::NotFound { .. }) => {}
+            Err(e) => return Err(backend_err(&*backend)(e)),
+        }
+        opts.kdf
+            .validate()
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        backend.create().map_err(backend_err(&*backend))?;
+        let bundle = KeyBundle::generate(&mut rand_core::OsRng);
+        let crypt = Crypt::new(bundle, opts.cipher);
+        let repo_id = RepoId(random_bytes(&mut rand_core::OsRng));
+        let config = ConfigFile {
+            repo_id,
+            created: opts.now,
+            chunker_min: 512 << 10,
+            chunker_avg: 1 << 20,
+            chunker_max: 8 << 20,
+            pack_target_size: opts.pack_target_size,
+            compression_level: opts.compression_level,
+        };
+        let header = ConfigHeader {
+            version: FORMAT_VERSION,
+            features: FeatureFlags::default(),
+            cipher_code: opts.cipher.code(),
+            repo_id,
+            salt: random_bytes(&mut rand_core::OsRng),
+        };
+        // The key slot goes first: a crash before the config is written leaves a directory
+        // without config, which `init` can simply be run on again.
+        let meta = SlotMeta {
+            label: "initial".into(),
+            hostname: opts.hostname.clone(),
+            username: opts.username.clone(),
+            created_unix: opts.now.secs,
+            capabilities: vec!["read".into(), "write".into()],
+        };
+        let slot = KeySlot::create(
+            &mut rand_core::OsRng,
+            &crypt.bundle,
+            secret.template(opts.kdf),
+            &secret.unlocker(),
+            opts.cipher,
+            &meta,
+        )
+        .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let slot_id = SlotId(slot.id());
+        backend
+            .write(FileType::Key, &slot_id.to_hex(), &slot.encode())
+            .map_err(backend_err(&*backend))?;
+        let bytes = seal_config(&crypt, &header, &config)?;
+        backend
+            .write(FileType::Config, "config", &bytes)
+            .map_err(backend_err(&*backend))?;
+        Ok(Repository {
+            backend,
+            crypt,
+            config,
+            header,
+            index: Index::default(),
+            slot: slot_id,
+        })
+    }
+
+    /// Unlock the repository with the first of `secrets` that opens a key slot, then load the index.
+    pub fn open(backend: Arc<dyn Backend>, secrets: &[Secret]) -> Result<Repository> {
+        let (header, config_bytes) = probe(&*backend)?;
+        let slots = list_slots(&*backend)?;
+        let mut opened = None;
+        'outer: for secret in secrets {
+            let unlocker = secret.unlocker();
+            for (id, slot) in &slots {
+                let Some(slot) = slot else { continue };
+                if !slot.matches(&unlocker) {
+                    continue;
+                }
+                if let Ok(bundle) = slot.unlock(&unlocker) {
+                    opened = Some((*id, bundle));
+                    break 'outer;
+                }
+            }
+        }
+        let Some((slot, bundle)) = opened else {
+            return Err(Error::WrongPassword {
+                location: backend.location(),
+                slots: slots.len(),
+            });
+        };
+        let cipher =
+            Cipher::from_code(header.cipher_code).map_err(|e| Error::corrupt("config", e))?;
+        let crypt = Crypt::new(bundle, cipher);
+        let config = open_config(&crypt, &config_bytes)?;
+        if config.repo_id != header.repo_id {
+            return Err(Error::corrupt(
+                "config",
+                "repository id in the sealed body differs from the header",
+            ));
+        }
+        let mut repo = Repository {
+            backend,
+            crypt,
+            config,
+            header,
+            index: Index::default(),
+            slot,
+        };
+        repo.load_index()?;
+        Ok(repo)
+    }
+
+    pub fn backend(&self) -> &dyn Backend {
+        &*self.backend
+    }
+
+    pub fn location(&self) -> String {
+        self.backend.location()
+    }
+
+    pub fn config(&self) -> &ConfigFile {
+        &self.config
+    }
+
+    pub fn cipher(&self) -> Cipher {
+        self.crypt.cipher
+    }
+
+    pub fn crypt(&self) -> &Crypt {
+        &self.crypt
+    }
+
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    pub(crate) fn index_mut(&mut self) -> &mut Index {
+        &mut self.index
+    }
+
+    /// The key slot this session was opened with.
+    pub fn opened_slot(&self) -> SlotId {
+        self.slot
+    }
+
+    /// Whether features exist that this version may read but must not write.
+    pub fn read_only_features(&self) -> bool {
+        self.header.features.ro_compat & !KNOWN_RO_COMPAT != 0
+    }
+
+    pub(crate) fn backend_err(&self) -> impl Fn(BackendError) -> Error + '_ {
+        backend_err(&*self.backend)
+    }
+
+    fn load_index(&mut self) -> Result<()> {
+        for (name, _) in self
+            .backend
+            .list(FileType::Index)
+            .map_err(self.backend_err())?
+        {
+            let index = self.read_index(&name)?;
+            for pack in &index.packs {
+                self.index.add_pack(pack);
+            }
+        }
+        Ok(())
+    }
+
+    /// Read and open one index file.
+    pub fn read_index(&self, name: &str) -> Result<IndexFile> {
+        let object = format!("index file {name} (index/{name})");
+        let id = IndexId::from_hex(name).map_err(|e| Error::corrupt(&object, e))?;
+        let bytes = self
+            .backend
+            .read(FileType::Index, name)
+            .map_err(self.backend_err())?;
+        let plain = self
+            .crypt
+            .open_object(ObjectKind::Index, &id.0, &bytes, &object)?;
+        IndexFile::decode(&plain).map_err(|e| Error::corrupt(&object, e))
+    }
+
+    /// Seal and store a new index file listing `packs`, and add them to the in-memory index.
+    pub(crate) fn write_index(&mut self, packs: Vec<IndexPack>) -> Result<IndexId> {
+        let file = IndexFile {
+            packs,
+            supersedes: Vec::new(),
+        };
+        let (id, bytes) = self.crypt.seal_object(ObjectKind::Index, &file.encode())?;
+        let id = IndexId(id);
+        self.backend
+            .write(FileType::Index, &id.to_hex(), &bytes)
+            .map_err(self.backend_err())?;
+        for p in &file.packs {
+            self.index.add_pack(p);
+        }
+        Ok(id)
+    }
+
+    /// Read, open and verify one blob.
+    pub fn read_blob(&self, id: &BlobId) -> Result<Vec<u8>> {
+        let loc = self.index.get(id).ok_or_else(|| {
+            Error::corrupt(
+                format!("blob {id}"),
+                "not in the index (missing data; run 'snapguard check')",
+            )
+        })?;
+        let name = loc.pack.to_hex();
+        let sealed = self
+            .backend
+            .read_range(
+                FileType::Pack,
+                &name,
+                u64::from(loc.blob.offset),
+                u64::from(loc.blob.length),
+            )
+            .map_err(|e| match e {
+                BackendError::NotFound { path } | BackendError::ShortRead { path, .. } => {
+                    Error::corrupt(
+                        format!("blob {id} in pack {} ({path})", loc.pack),
+                        "the pack is missing or truncated",
+                    )
+                }
+                other => self.backend_err()(other),
+            })?;
+        let cipher = Cipher::from_code(loc.cipher_code)
+            .map_err(|e| Error::corrupt(format!("pack {}", loc.pack), e))?;
+        let key = self.crypt.pack_key(&loc.pack, loc.epoch, cipher)?;
+        self.crypt.open_blob(&loc.pack, &key, &loc.blob, &sealed)
+    }
+
+    /// Read a whole pack and open its header (used by `cat pack` and verification).
+    pub fn read_pack_header(
+        &self,
+        id: &snapguard_format::PackId,
+    ) -> Result<Vec<snapguard_format::PackBlob>> {
+        let bytes = self
+            .backend
+            .read(FileType::Pack, &id.to_hex())
+            .map_err(self.backend_err())?;
+        crate::pack::read_header(&self.crypt, id, &bytes)
+    }
+
+    /// Read and decode a tree.
+    pub fn read_tree(&self, id: &TreeId) -> Result<Tree> {
+        let blob = BlobId::from(*id);
+        if let Some(loc) = self.index.get(&blob) {
+            if loc.blob.kind != BlobType::Tree {
+                return Err(Error::corrupt(
+                    format!("tree {id}"),
+                    "index says it is a data blob",
+                ));
+            }
+        }
+        let bytes = self.read_blob(&blob)?;
+        Tree::decode(&bytes).map_err(|e| Error::corrupt(format!("tree {id}"), e))
+    }
+
+    /// Seal and store a snapshot (the commit point of a backup).
+    pub fn save_snapshot(&self, snapshot: &SnapshotFile) -> Result<SnapshotId> {
+        let (id, bytes) = self
+            .crypt
+            .seal_object(ObjectKind::Snapshot, &snapshot.encode())?;
+        let id = SnapshotId(id);
+        self.backend
+            .write(FileType::Snapshot, &id.to_hex(), &bytes)
+            .map_err(self.backend_err())?;
+        Ok(id)
+    }
+
+    /// Read and open one snapshot.
+    pub fn load_snapshot(&self, id: &SnapshotId) -> Result<SnapshotFile> {
+        let name = id.to_hex();
+        let object = format!("snapshot {name} (snapshots/{name})");
+        let bytes = self
+            .backend
+            .read(FileType::Snapshot, &name)
+            .map_err(self.backend_err())?;
+        let plain = self
+            .crypt
+            .open_object(ObjectKind::Snapshot, &id.0, &bytes, &object)?;
+        SnapshotFile::decode(&plain).map_err(|e| Error::corrupt(&object, e))
+    }
+
+    /// All snapshots, oldest first.
+    pub fn list_snapshots(&self) -> Result<Vec<(SnapshotId, SnapshotFile)>> {
+        let mut out = Vec::new();
+        for (name, _) in self
+            .backend
+            .list(FileType::Snapshot)
+            .map_err(self.backend_err())?
+        {
+            let id = SnapshotId::from_hex(&name)
+                .map_err(|e| Error::corrupt(format!("snapshots/{name}"), e))?;
+            out.push((id, self.load_snapshot(&id)?));
+        }
+        out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+        Ok(out)
+    }
+
+    /// Resolve `latest`, a full id or a unique prefix of at least 4 hex digits.
+    pub fn find_snapshot(&self, spec: &str) -> Result<(SnapshotId, SnapshotFile)> {
+        let not_found = || Error::SnapshotNotFound {
+            spec: spec.to_string(),
+        };
+        if spec == "latest" {
+            return self.list_snapshots()?.pop().ok_or_else(not_found);
+        }
+        if spec.len() < 4 || !spec.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::InvalidArgument(format!(
+                "{spec:?} is not a snapshot id: give 'latest', a full id or at least 4 hex digits of one"
+            )));
+        }
+        let spec_lc = spec.to_ascii_lowercase();
+        let names = self
+            .backend
+            .list(FileType::Snapshot)
+            .map_err(self.backend_err())?;
+        let matches: Vec<&String> = names
+            .iter()
+            .map(|(n, _)| n)
+            .filter(|n| n.starts_with(&spec_lc))
+            .collect();
+        match matches.as_slice() {
+            [] => Err(not_found()),
+            [one] => {
+                let id = SnapshotId::from_hex(one)
+                    .map_err(|e| Error::corrupt(format!("snapshots/{one}"), e))?;
+                Ok((id, self.load_snapshot(&id)?))
+            }
+            many => Err(Error::AmbiguousSnapshot {
+                spec: spec.to_string(),
+                candidates: many
+                    .iter()
+                    .map(|n| n[..12.min(n.len())].to_string())
+                    .collect(),
+            }),
+        }
+    }
+
+    /// All key slots with their metadata (readable once unlocked).
+    pub fn key_slots(&self) -> Result<Vec<KeySlotInfo>> {
+        Ok(list_slots(&*self.backend)?
+            .into_iter()
+            .map(|(id, slot)| {
+                let meta = slot.as_ref().and_then(|s| s.meta(&self.crypt.bundle).ok());
+                KeySlotInfo { id, slot, meta }
+            })
+            .collect())
+    }
+
+    /// Add a key slot opened by `secret`.
+    pub fn add_key_slot(
+        &self,
+        secret: &Secret,
+        kdf: Argon2Params,
+        meta: &SlotMeta,
+    ) -> Result<SlotId> {
+        kdf.validate()
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let slot = KeySlot::create(
+            &mut rand_core::OsRng,
+            &self.crypt.bundle,
+            secret.template(kdf),
+            &secret.unlocker(),
+            self.crypt.cipher,
+            meta,
+        )
+        .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let id = SlotId(slot.id());
+        self.backend
+            .write(FileType::Key, &id.to_hex(), &slot.encode())
+            .map_err(self.backend_err())?;
+        Ok(id)
+    }
+
+    /// Remove a key slot, refusing to remove the last usable one.
+    pub fn remove_key_slot(&self, id: &SlotId) -> Result<()> {
+        let slots = list_slots(&*self.backend)?;
+        if !slots.iter().any(|(s, _)| s == id) {
+            return Err(Error::InvalidArgument(format!(
+                "there is no key slot {id}; see 'snapguard key list'"
+            )));
+        }
+        let usable_others = slots
+            .iter()
+            .filter(|(s, slot)| {
+                s != id
+                    && slot
+                        .as_ref()
+                        .is_some_and(|k| k.meta(&self.crypt.bundle).is_ok())
+            })
+            .count();
+        if usable_others == 0 {
+            return Err(Error::LastKeySlot { slot: id.to_hex() });
+        }
+        self.backend
+            .remove(FileType::Key, &id.to_hex())
+            .map_err(self.backend_err())
+    }
+
+    /// Resolve a slot id prefix.
+    pub fn find_key_slot(&self, spec: &str) -> Result<SlotId> {
+        let names = self
+            .backend
+            .list(FileType::Key)
+            .map_err(self.backend_err())?;
+        let m: Vec<_> = names
+            .iter()
+            .filter(|(n, _)| n.starts_with(&spec.to_ascii_lowercase()))
+            .collect();
+        match m.as_slice() {
+            [(one, _)] => {
+                SlotId::from_hex(one).map_err(|e| Error::corrupt(format!("keys/{one}"), e))
+            }
+            [] => Err(Error::InvalidArgument(format!(
+                "there is no key slot {spec:?}; see 'snapguard key list'"
+            ))),
+            _ => Err(Error::InvalidArgument(format!(
+                "key slot id {spec:?} is ambiguous; give more digits"
+            ))),
+        }
+    }
+}
+
+fn list_slots(backend: &dyn Backend) -> Result<Vec<(SlotId, Option<KeySlot>)>> {
+    let mut out = Vec::new();
+    for (name, _) in backend.list(FileType::Key).map_err(backend_err(backend))? {
+        let Ok(id) = SlotId::from_hex(&name) else {
+            continue;
+        };
+        let bytes = backend
+            .read(FileType::Key, &name)
+            .map_err(backend_err(backend))?;
+        let slot = KeySlot::decode(&bytes).ok().filter(|s| s.id() == id.0);
+        if slot.is_none() {
+            tracing::warn!(slot = %name, "key slot cannot be parsed (damaged, or from a newer SnapGuard); skipping it");
+        }
+        out.push((id, slot));
+    }
+    Ok(out)
+}
+
+fn config_aad(head: &[u8]) -> Vec<u8> {
+    let mut aad = b"SGCFG1".to_vec();
+    aad.extend_from_slice(head);
+    aad
+}
+
+fn seal_config(crypt: &Crypt, header: &ConfigHeader, config: &ConfigFile) -> Result<Vec<u8>> {
+    let head = header.encode();
+    let data_key = crypt
+        .bundle
+        .data_key(0)
+        .ok_or_else(|| Error::corrupt("key bundle", "data key 0 missing"))?;
+    let key = snapguard_crypto::SealKey::new(
+        crypt.cipher,
+        snapguard_crypto::derive_subkey(data_key, &header.salt),
+    );
+    let mut out = head.clone();
+    key.seal_into(
+        &snapguard_crypto::counter_nonce(0),
+        &config_aad(&head),
+        &config.encode(),
+        &mut out,
+    );
+    Ok(out)
+}
+
+fn open_config(crypt: &Crypt, bytes: &[u8]) -> Result<ConfigFile> {
+    let (header, head, body) =
+        ConfigHeader::parse(bytes).map_err(|e| Error::corrupt("config", e))?;
+    let data_key = crypt
+        .bundle
+        .data_key(0)
+        .ok_or_else(|| Error::corrupt("key bundle", "data key 0 missing"))?;
+    let key = snapguard_crypto::SealKey::new(
+        crypt.cipher,
+        snapguard_crypto::derive_subkey(data_key, &header.salt),
+    );
+    let plain = key
+        .open(&snapguard_crypto::counter_nonce(0), &config_aad(head), body)
+        .map_err(|e| Error::corrupt("config", e))?;
+    ConfigFile::decode(&plain).map_err(|e| Error::corrupt("config", e))
+}
