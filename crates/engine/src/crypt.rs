@@ -124,9 +124,18 @@ impl Crypt {
         kind: ObjectKind,
         plaintext: &[u8],
     ) -> Result<([u8; 32], Vec<u8>)> {
+        self.seal_object_with_salt(kind, plaintext, random_bytes(&mut rand_core::OsRng))
+    }
+
+    /// [`Crypt::seal_object`] with a given salt (for test vectors; production salts are random).
+    pub(crate) fn seal_object_with_salt(
+        &self,
+        kind: ObjectKind,
+        plaintext: &[u8],
+        salt: [u8; 32],
+    ) -> Result<([u8; 32], Vec<u8>)> {
         let id = self.id_of(plaintext);
         let epoch = self.bundle.current_epoch();
-        let salt: [u8; 32] = random_bytes(&mut rand_core::OsRng);
         let header = EnvelopeHeader {
             kind,
             cipher_code: self.cipher.code(),
@@ -226,3 +235,6 @@ impl Crypt {
         Ok(plain)
     }
 }
+
+#[cfg(test)]
+mod vectors;

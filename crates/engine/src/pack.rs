@@ -35,7 +35,11 @@ pub(crate) struct FinishedPack {
 
 impl PackWriter {
     pub(crate) fn new(crypt: &Crypt) -> Result<PackWriter> {
-        let id = PackId(random_bytes(&mut rand_core::OsRng));
+        Self::with_id(crypt, PackId(random_bytes(&mut rand_core::OsRng)))
+    }
+
+    /// A pack with a given id (test vectors only; production ids are random).
+    pub(crate) fn with_id(crypt: &Crypt, id: PackId) -> Result<PackWriter> {
         let epoch = crypt.bundle.current_epoch();
         let key = crypt.pack_key(&id, epoch, crypt.cipher)?;
         let mut buf = Vec::with_capacity(1 << 20);
@@ -94,9 +98,13 @@ impl PackWriter {
     }
 
     /// Seal the header and trailer.
-    pub(crate) fn finish(mut self) -> FinishedPack {
+    pub(crate) fn finish(self) -> FinishedPack {
         // Pad the header by 0-255 random bytes so its length does not give away the blob count.
         let pad_len = usize::from(random_bytes::<1>(&mut rand_core::OsRng)[0]);
+        self.finish_with_padding(pad_len)
+    }
+
+    pub(crate) fn finish_with_padding(mut self, pad_len: usize) -> FinishedPack {
         let header = PackHeader {
             blobs: self.blobs.clone(),
             padding: vec![0u8; pad_len],
