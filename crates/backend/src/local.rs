@@ -137,6 +137,10 @@ impl Backend for LocalBackend {
             return Ok(out);
         }
         let dir = self.root.join(t.dir());
+        // A missing directory (e.g. an empty one not kept by a copy tool) holds no files.
+        if !dir.exists() {
+            return Ok(out);
+        }
         let mut dirs = vec![dir.clone()];
         if t == FileType::Pack {
             dirs.clear();
