@@ -67,6 +67,8 @@ pub enum Command {
     Cat(CatArgs),
     /// Show sizes, deduplication and compression ratios.
     Stats(StatsArgs),
+    /// Remove stale locks (left by crashed processes).
+    Unlock(UnlockArgs),
     /// Manage key slots (passwords and key files).
     #[command(subcommand)]
     Key(KeyCommand),
@@ -232,4 +234,11 @@ pub struct KeyNewSecretArgs {
     pub new_password_file: Option<PathBuf>,
     #[command(flatten)]
     pub kdf: KdfArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct UnlockArgs {
+    /// Remove all locks, also those of operations that may still be running.
+    #[arg(long)]
+    pub remove_all: bool,
 }

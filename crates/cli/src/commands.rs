@@ -9,6 +9,7 @@ use serde_json::json;
 use snapguard_backend::{Backend, LocalBackend};
 use snapguard_crypto::Cipher;
 use snapguard_engine::browse::{self, Change};
+use snapguard_engine::lock::{LockGuard, LockKind, LockOwner};
 use snapguard_engine::{filter, BackupOptions, InitOptions, Repository, RestoreOptions};
 use snapguard_format::{SnapshotFile, SnapshotId};
 use std::io::Write;
@@ -58,12 +59,23 @@ pub fn username() -> String {
         .unwrap_or_else(|| uid.to_string())
 }
 
-/// Open the repository, asking for a password only once we know it exists and is readable.
-pub fn open(g: &GlobalArgs) -> Result<Repository> {
+/// Open the repository, asking for a password only once we know it exists and is readable;
+/// take a lock for `operation`, then load the index (in that order: see lock.rs).
+pub fn open(g: &GlobalArgs, kind: LockKind, operation: &str) -> Result<(Repository, LockGuard)> {
     let b = backend(g)?;
     snapguard_engine::probe(&*b)?;
     let secrets = secrets::opening_secrets(g)?;
-    Ok(Repository::open(b, &secrets)?)
+    let mut repo = Repository::open(b, &secrets)?;
+    let guard = repo.lock(kind, operation, &owner())?;
+    repo.load_index()?;
+    Ok((repo, guard))
+}
+
+pub fn owner() -> LockOwner {
+    LockOwner {
+        hostname: hostname(),
+        username: username(),
+    }
 }
 
 fn print_json(v: &serde_json::Value) -> Result<i32> {
@@ -108,7 +120,7 @@ pub fn init(g: &GlobalArgs, a: &InitArgs) -> Result<i32> {
 }
 
 pub fn backup(g: &GlobalArgs, a: &BackupArgs) -> Result<i32> {
-    let mut repo = open(g)?;
+    let (mut repo, _lock) = open(g, LockKind::Shared, "backup")?;
     let mut excludes = a.excludes.clone();
     for f in &a.exclude_files {
         excludes.extend(filter::read_pattern_file(f)?);
@@ -189,7 +201,7 @@ pub fn backup(g: &GlobalArgs, a: &BackupArgs) -> Result<i32> {
 }
 
 pub fn snapshots(g: &GlobalArgs, a: &SnapshotsArgs) -> Result<i32> {
-    let repo = open(g)?;
+    let (repo, _lock) = open(g, LockKind::Shared, "snapshots")?;
     let list: Vec<(SnapshotId, SnapshotFile)> = repo
         .list_snapshots()?
         .into_iter()
@@ -228,7 +240,7 @@ pub fn snapshots(g: &GlobalArgs, a: &SnapshotsArgs) -> Result<i32> {
 }
 
 pub fn ls(g: &GlobalArgs, a: &LsArgs) -> Result<i32> {
-    let repo = open(g)?;
+    let (repo, _lock) = open(g, LockKind::Shared, "ls")?;
     let (id, snap) = repo.find_snapshot(&a.snapshot)?;
     let path = a.path.clone().unwrap_or_else(|| "/".into());
     let mut entries = Vec::new();
@@ -276,7 +288,7 @@ fn split_spec(spec: &str) -> (&str, &str) {
 }
 
 pub fn restore(g: &GlobalArgs, a: &RestoreArgs) -> Result<i32> {
-    let repo = open(g)?;
+    let (repo, _lock) = open(g, LockKind::Shared, "restore")?;
     let (snap_spec, sub) = split_spec(&a.snapshot);
     let (id, snap) = repo.find_snapshot(snap_spec)?;
     let opts = RestoreOptions {
@@ -329,7 +341,7 @@ pub fn restore(g: &GlobalArgs, a: &RestoreArgs) -> Result<i32> {
 }
 
 pub fn dump(g: &GlobalArgs, a: &DumpArgs) -> Result<i32> {
-    let repo = open(g)?;
+    let (repo, _lock) = open(g, LockKind::Shared, "dump")?;
     let (_, snap) = repo.find_snapshot(&a.snapshot)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
@@ -338,7 +350,7 @@ pub fn dump(g: &GlobalArgs, a: &DumpArgs) -> Result<i32> {
 }
 
 pub fn diff(g: &GlobalArgs, a: &DiffArgs) -> Result<i32> {
-    let repo = open(g)?;
+    let (repo, _lock) = open(g, LockKind::Shared, "diff")?;
     let (ida, sa) = repo.find_snapshot(&a.snapshot1)?;
     let (idb, sb) = repo.find_snapshot(&a.snapshot2)?;
     let mut changes = Vec::new();
@@ -368,7 +380,7 @@ pub fn diff(g: &GlobalArgs, a: &DiffArgs) -> Result<i32> {
 }
 
 pub fn cat(g: &GlobalArgs, a: &CatArgs) -> Result<i32> {
-    let repo = open(g)?;
+    let (repo, _lock) = open(g, LockKind::Shared, "cat")?;
     let need_id = || {
         a.id.clone()
             .with_context(|| format!("'cat {}' needs an id", a.kind))
@@ -407,7 +419,7 @@ pub fn cat(g: &GlobalArgs, a: &CatArgs) -> Result<i32> {
 }
 
 pub fn stats(g: &GlobalArgs, a: &StatsArgs) -> Result<i32> {
-    let repo = open(g)?;
+    let (repo, _lock) = open(g, LockKind::Shared, "stats")?;
     let snaps: Vec<SnapshotFile> = match &a.snapshot {
         Some(s) => vec![repo.find_snapshot(s)?.1],
         None => repo.list_snapshots()?.into_iter().map(|(_, s)| s).collect(),
@@ -427,5 +439,41 @@ pub fn stats(g: &GlobalArgs, a: &StatsArgs) -> Result<i32> {
     println!("Stored size:        {}", render::size(s.stored_size));
     println!("Dedup ratio:        {:.2}x", s.dedup_ratio);
     println!("Compression ratio:  {:.2}x", s.compression_ratio);
+    Ok(0)
+}
+
+pub fn unlock(g: &GlobalArgs, a: &UnlockArgs) -> Result<i32> {
+    let b = backend(g)?;
+    snapguard_engine::probe(&*b)?;
+    let secrets = secrets::opening_secrets(g)?;
+    let repo = Repository::open(b, &secrets)?;
+    let removed = snapguard_engine::lock::remove_locks(
+        repo.backend(),
+        repo.crypt(),
+        &hostname(),
+        a.remove_all,
+    )?;
+    if g.json {
+        return print_json(&json!(removed
+            .iter()
+            .map(|l| json!({"id": l.id.to_hex(), "hostname": l.lock.hostname, "pid": l.lock.pid,
+                            "operation": l.lock.operation, "exclusive": l.lock.exclusive, "stale": l.stale}))
+            .collect::<Vec<_>>()));
+    }
+    for l in &removed {
+        println!(
+            "removed {} lock {} of {} on {} (pid {}, {})",
+            if l.stale { "stale" } else { "active" },
+            l.id.short(),
+            l.lock.username,
+            l.lock.hostname,
+            l.lock.pid,
+            l.lock.operation
+        );
+    }
+    let left = snapguard_engine::lock::list_locks(repo.backend(), repo.crypt(), &hostname())?;
+    if !left.is_empty() && !g.quiet {
+        println!("{} lock(s) held by running operations were kept (use --remove-all only if you are sure they are gone)", left.len());
+    }
     Ok(0)
 }

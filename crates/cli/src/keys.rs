@@ -7,6 +7,7 @@ use crate::secrets;
 use anyhow::Result;
 use serde_json::{json, Value};
 use snapguard_crypto::{Argon2Params, SlotKind, SlotMeta};
+use snapguard_engine::lock::LockKind;
 use snapguard_engine::{Repository, Secret};
 
 fn slot_json(
@@ -42,7 +43,12 @@ pub fn cat(repo: &Repository, spec: &str) -> Result<i32> {
         if k.id == id {
             println!(
                 "{}",
-                serde_json::to_string_pretty(&slot_json(repo, &k.id, k.slot.as_ref(), k.meta.as_ref()))?
+                serde_json::to_string_pretty(&slot_json(
+                    repo,
+                    &k.id,
+                    k.slot.as_ref(),
+                    k.meta.as_ref()
+                ))?
             );
         }
     }
@@ -60,7 +66,7 @@ fn meta(label: &str) -> SlotMeta {
 }
 
 pub fn run(g: &GlobalArgs, cmd: &KeyCommand) -> Result<i32> {
-    let repo = open(g)?;
+    let (repo, _lock) = open(g, LockKind::Shared, "key")?;
     match cmd {
         KeyCommand::List => {
             let slots = repo.key_slots()?;

@@ -33,6 +33,7 @@ fn exit_code(err: &anyhow::Error) -> i32 {
             return match e {
                 EngineError::RepositoryNotFound { .. } => exit::NO_REPOSITORY,
                 EngineError::WrongPassword { .. } => exit::WRONG_PASSWORD,
+                EngineError::Locked { .. } => exit::LOCKED,
                 EngineError::NewerFormat { .. } => exit::NEWER_FORMAT,
                 EngineError::Corrupt { .. } => exit::INTEGRITY,
                 EngineError::SnapshotNotFound { .. }
@@ -92,6 +93,7 @@ fn main() {
         Command::Diff(a) => commands::diff(g, a),
         Command::Cat(a) => commands::cat(g, a),
         Command::Stats(a) => commands::stats(g, a),
+        Command::Unlock(a) => commands::unlock(g, a),
         Command::Key(k) => keys::run(g, k),
     };
     match result {

@@ -18,6 +18,8 @@ pub enum Error {
     AlreadyInitialized { location: String },
     #[error("{location}: {detail}; upgrade SnapGuard to open this repository")]
     NewerFormat { location: String, detail: String },
+    #[error("repository at {location} is {holder}; wait for it to finish, or run 'snapguard unlock' if that process is gone")]
+    Locked { location: String, holder: String },
     #[error("wrong password or key file: none of the {slots} key slot(s) of {location} could be opened with it")]
     WrongPassword { location: String, slots: usize },
     #[error("integrity error in {object}: {detail}")]

@@ -12,6 +12,7 @@ mod error;
 pub mod filter;
 mod fsmeta;
 pub mod index;
+pub mod lock;
 mod pack;
 mod repo;
 pub mod restore;

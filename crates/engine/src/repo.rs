@@ -195,7 +195,9 @@ impl Repository {
         })
     }
 
-    /// Unlock the repository with the first of `secrets` that opens a key slot, then load the index.
+    /// Unlock the repository with the first of `secrets` that opens a key slot. Callers then
+    /// take a lock ([`Repository::lock`]) and load the index ([`Repository::load_index`]), in
+    /// that order, so the index they see cannot be pruned underneath them.
     pub fn open(backend: Arc<dyn Backend>, secrets: &[Secret]) -> Result<Repository> {
         let (header, config_bytes) = probe(&*backend)?;
         let slots = list_slots(&*backend)?;
@@ -229,16 +231,14 @@ impl Repository {
                 "repository id in the sealed body differs from the header",
             ));
         }
-        let mut repo = Repository {
+        Ok(Repository {
             backend,
             crypt,
             config,
             header,
             index: Index::default(),
             slot,
-        };
-        repo.load_index()?;
-        Ok(repo)
+        })
     }
 
     pub fn backend(&self) -> &dyn Backend {
@@ -283,18 +283,56 @@ impl Repository {
         backend_err(&*self.backend)
     }
 
-    fn load_index(&mut self) -> Result<()> {
-        for (name, _) in self
+    /// Take a shared or exclusive lock for `operation`; held until the guard is dropped.
+    pub fn lock(
+        &self,
+        kind: crate::lock::LockKind,
+        operation: &str,
+        owner: &crate::lock::LockOwner,
+    ) -> Result<crate::lock::LockGuard> {
+        crate::lock::acquire(self.backend.clone(), &self.crypt, kind, operation, owner)
+    }
+
+    /// Load every index file into memory, skipping files that another index file supersedes
+    /// (a compaction that crashed before deleting them leaves both).
+    pub fn load_index(&mut self) -> Result<()> {
+        let names = self
             .backend
             .list(FileType::Index)
-            .map_err(self.backend_err())?
-        {
-            let index = self.read_index(&name)?;
-            for pack in &index.packs {
-                self.index.add_pack(pack);
+            .map_err(self.backend_err())?;
+        let mut files = Vec::with_capacity(names.len());
+        for (name, _) in names {
+            let id =
+                IndexId::from_hex(&name).map_err(|e| Error::corrupt(format!("index/{name}"), e))?;
+            files.push((id, self.read_index(&name)?));
+        }
+        let superseded: std::collections::HashSet<IndexId> = files
+            .iter()
+            .flat_map(|(_, f)| f.supersedes.iter().copied())
+            .collect();
+        let mut index = Index::default();
+        for (id, file) in &files {
+            if superseded.contains(id) {
+                continue;
+            }
+            for pack in &file.packs {
+                index.add_pack(pack);
             }
         }
+        self.index = index;
         Ok(())
+    }
+
+    /// Ids of all index files, in listing order.
+    pub fn index_ids(&self) -> Result<Vec<IndexId>> {
+        self.backend
+            .list(FileType::Index)
+            .map_err(self.backend_err())?
+            .into_iter()
+            .map(|(n, _)| {
+                IndexId::from_hex(&n).map_err(|e| Error::corrupt(format!("index/{n}"), e))
+            })
+            .collect()
     }
 
     /// Read and open one index file.

@@ -14,6 +14,7 @@ mod envelope;
 mod error;
 mod id;
 mod index;
+mod lock;
 mod snapshot;
 mod tree;
 
@@ -23,8 +24,9 @@ pub use envelope::{
     PACK_TRAILER_LEN,
 };
 pub use error::FormatError;
-pub use id::{BlobId, IndexId, PackId, RepoId, SlotId, SnapshotId, TreeId};
+pub use id::{BlobId, IndexId, LockId, PackId, RepoId, SlotId, SnapshotId, TreeId};
 pub use index::{BlobType, Compression, IndexFile, IndexPack, PackBlob, PackHeader};
+pub use lock::LockFile;
 pub use snapshot::{SnapshotFile, SnapshotSummary};
 pub use tree::{
     ContentPart, Node, NodeKind, Timestamp, Tree, Xattr, NODE_CHANGED_WHILE_READ, NODE_READ_ERROR,

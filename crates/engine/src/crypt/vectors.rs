@@ -53,9 +53,18 @@ fn compute(cipher: Cipher) -> (String, String, String) {
     let key = c.pack_key(&packed.id, 0, cipher).expect("key");
     let b = blobs[0];
     let sealed = &packed.bytes[b.offset as usize..(b.offset + b.length) as usize];
-    assert_eq!(c.open_blob(&packed.id, &key, &b, sealed).expect("open"), PLAINTEXT);
-    let (oid, env) = c.seal_object_with_salt(ObjectKind::Snapshot, PLAINTEXT, [0x80; 32]).expect("seal");
-    assert_eq!(c.open_object(ObjectKind::Snapshot, &oid, &env, "vector").expect("open object"), PLAINTEXT);
+    assert_eq!(
+        c.open_blob(&packed.id, &key, &b, sealed).expect("open"),
+        PLAINTEXT
+    );
+    let (oid, env) = c
+        .seal_object_with_salt(ObjectKind::Snapshot, PLAINTEXT, [0x80; 32])
+        .expect("seal");
+    assert_eq!(
+        c.open_object(ObjectKind::Snapshot, &oid, &env, "vector")
+            .expect("open object"),
+        PLAINTEXT
+    );
     (id.to_hex(), hex::encode(&packed.bytes), hex::encode(env))
 }
 
@@ -63,7 +72,10 @@ fn compute(cipher: Cipher) -> (String, String, String) {
 fn object_vectors() {
     let got: Vec<_> = EXPECTED.iter().map(|e| compute(e.0)).collect();
     for ((cipher, _, _, _), (id, pack, env)) in EXPECTED.iter().zip(&got) {
-        println!("{}: blob id {id}\n  pack {pack}\n  snapshot envelope {env}", cipher.name());
+        println!(
+            "{}: blob id {id}\n  pack {pack}\n  snapshot envelope {env}",
+            cipher.name()
+        );
     }
     for ((cipher, want_id, want_pack, want_env), (id, pack, env)) in EXPECTED.into_iter().zip(got) {
         assert_eq!(id, want_id, "{}", cipher.name());
