@@ -140,7 +140,7 @@ pub struct SnapshotsArgs {
     pub host: Option<String>,
     /// Only snapshots that include this path.
     #[arg(long)]
-    pub path: Option<String>,
+    pub path: Option<std::ffi::OsString>,
 }
 
 #[derive(Args, Debug)]
@@ -148,7 +148,7 @@ pub struct LsArgs {
     /// Snapshot: 'latest', an id or a unique prefix of at least 4 hex digits.
     pub snapshot: String,
     /// Only this path and what is below it.
-    pub path: Option<String>,
+    pub path: Option<std::ffi::OsString>,
     /// Long listing: mode, owner, size, time.
     #[arg(short = 'l', long)]
     pub long: bool,
@@ -157,7 +157,7 @@ pub struct LsArgs {
 #[derive(Args, Debug)]
 pub struct RestoreArgs {
     /// SNAPSHOT or SNAPSHOT:PATH (a folder's contents or one file).
-    pub snapshot: String,
+    pub snapshot: std::ffi::OsString,
     /// Directory to restore into.
     #[arg(short, long)]
     pub target: PathBuf,
@@ -176,7 +176,7 @@ pub struct RestoreArgs {
 pub struct DumpArgs {
     pub snapshot: String,
     /// Absolute path of the file in the snapshot.
-    pub path: String,
+    pub path: std::ffi::OsString,
 }
 
 #[derive(Args, Debug)]

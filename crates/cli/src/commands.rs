@@ -13,6 +13,7 @@ use snapguard_engine::lock::{LockGuard, LockKind, LockOwner};
 use snapguard_engine::{filter, BackupOptions, InitOptions, Repository, RestoreOptions};
 use snapguard_format::{SnapshotFile, SnapshotId};
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -202,24 +203,27 @@ pub fn backup(g: &GlobalArgs, a: &BackupArgs) -> Result<i32> {
 
 pub fn snapshots(g: &GlobalArgs, a: &SnapshotsArgs) -> Result<i32> {
     let (repo, _lock) = open(g, LockKind::Shared, "snapshots")?;
-    let list: Vec<(SnapshotId, SnapshotFile)> = repo
-        .list_snapshots()?
+    let (all, damaged) = repo.list_snapshots_report()?;
+    let list: Vec<(SnapshotId, SnapshotFile)> = all
         .into_iter()
         .filter(|(_, s)| a.tags.is_empty() || s.tags.iter().any(|t| a.tags.contains(t)))
         .filter(|(_, s)| a.host.as_ref().is_none_or(|h| &s.hostname == h))
         .filter(|(_, s)| {
             a.path.as_ref().is_none_or(|p| {
-                s.display_paths()
-                    .iter()
-                    .any(|x| x == p.trim_end_matches('/') || x == p)
+                let mut want = p.as_bytes();
+                while want.len() > 1 && want.ends_with(b"/") {
+                    want = &want[..want.len() - 1];
+                }
+                s.paths.iter().any(|x| x.as_slice() == want)
             })
         })
         .collect();
     if g.json {
-        return print_json(&json!(list
+        print_json(&json!(list
             .iter()
             .map(|(id, s)| render::snapshot_json(id, s))
-            .collect::<Vec<_>>()));
+            .collect::<Vec<_>>()))?;
+        return damaged_snapshots(&damaged);
     }
     println!(
         "{:<10} {:<20} {:<16} {:<20} Paths",
@@ -236,7 +240,19 @@ pub fn snapshots(g: &GlobalArgs, a: &SnapshotsArgs) -> Result<i32> {
         );
     }
     println!("{} snapshot(s)", list.len());
-    Ok(0)
+    damaged_snapshots(&damaged)
+}
+
+/// Report snapshots that could not be read; exit code 14 if there are any.
+fn damaged_snapshots(damaged: &[snapguard_engine::Error]) -> Result<i32> {
+    for e in damaged {
+        eprintln!("error: {e}; run 'snapguard check'");
+    }
+    Ok(if damaged.is_empty() {
+        0
+    } else {
+        exit::INTEGRITY
+    })
 }
 
 pub fn ls(g: &GlobalArgs, a: &LsArgs) -> Result<i32> {
@@ -278,37 +294,47 @@ pub fn ls(g: &GlobalArgs, a: &LsArgs) -> Result<i32> {
     Ok(0)
 }
 
-/// Split `SNAPSHOT[:PATH]`.
-fn split_spec(spec: &str) -> (&str, &str) {
-    match spec.split_once(':') {
-        Some((s, p)) if !p.is_empty() => (s, p),
-        Some((s, _)) => (s, "/"),
-        None => (spec, "/"),
-    }
+/// Split `SNAPSHOT[:PATH]` (the path may be any bytes).
+fn split_spec(spec: &std::ffi::OsStr) -> Result<(String, Vec<u8>)> {
+    let bytes = spec.as_bytes();
+    let (snap, path) = match bytes.iter().position(|&b| b == b':') {
+        Some(i) => (&bytes[..i], &bytes[i + 1..]),
+        None => (bytes, &b""[..]),
+    };
+    let snap = std::str::from_utf8(snap)
+        .with_context(|| format!("invalid snapshot id {:?}", lossy(snap)))?;
+    let path = if path.is_empty() {
+        b"/".to_vec()
+    } else {
+        path.to_vec()
+    };
+    Ok((snap.to_string(), path))
 }
 
 pub fn restore(g: &GlobalArgs, a: &RestoreArgs) -> Result<i32> {
     let (repo, _lock) = open(g, LockKind::Shared, "restore")?;
-    let (snap_spec, sub) = split_spec(&a.snapshot);
-    let (id, snap) = repo.find_snapshot(snap_spec)?;
+    let (snap_spec, sub) = split_spec(&a.snapshot)?;
+    let (id, snap) = repo.find_snapshot(&snap_spec)?;
     let opts = RestoreOptions {
         target: a.target.clone(),
         includes: a.includes.clone(),
         excludes: a.excludes.clone(),
         dry_run: a.dry_run,
     };
-    let r =
-        snapguard_engine::restore(&repo, &snap, sub.as_bytes(), &opts).map_err(|e| match e {
-            snapguard_engine::Error::PathNotFound { path, .. } => {
-                snapguard_engine::Error::PathNotFound {
-                    path,
-                    snapshot: id.short(),
-                }
+    let r = snapguard_engine::restore(&repo, &snap, &sub, &opts).map_err(|e| match e {
+        snapguard_engine::Error::PathNotFound { path, .. } => {
+            snapguard_engine::Error::PathNotFound {
+                path,
+                snapshot: id.short(),
             }
-            other => other,
-        })?;
+        }
+        other => other,
+    })?;
     for w in &r.warnings {
         eprintln!("warning: {}: {}", w.path, w.message);
+    }
+    for n in &r.notes {
+        eprintln!("note: {}: {}", n.path, n.message);
     }
     if g.json {
         print_json(

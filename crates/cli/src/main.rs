@@ -72,7 +72,22 @@ fn init_logging(g: &args::GlobalArgs) {
         .try_init();
 }
 
+/// Die quietly on a closed pipe (`snapguard ls latest | head`), like every Unix tool, instead of
+/// panicking in `println!`. Rust ignores SIGPIPE by default; restoring the default disposition
+/// needs `signal(2)`, which is the one unsafe call in SnapGuard (no memory is involved).
+#[allow(unsafe_code)]
+fn default_sigpipe() {
+    // SAFETY: SIG_DFL installs no handler, so no Rust code runs in signal context.
+    unsafe {
+        let _ = nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigDfl,
+        );
+    }
+}
+
 fn main() {
+    default_sigpipe();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -73,6 +73,8 @@ pub struct Repository {
     config: ConfigFile,
     header: ConfigHeader,
     index: Index,
+    /// Index files that could not be read by the last `load_index`.
+    index_errors: Vec<Error>,
     slot: SlotId,
 }
 
@@ -191,6 +193,7 @@ impl Repository {
             config,
             header,
             index: Index::default(),
+            index_errors: Vec::new(),
             slot: slot_id,
         })
     }
@@ -237,6 +240,7 @@ impl Repository {
             config,
             header,
             index: Index::default(),
+            index_errors: Vec::new(),
             slot,
         })
     }
@@ -301,10 +305,21 @@ impl Repository {
             .list(FileType::Index)
             .map_err(self.backend_err())?;
         let mut files = Vec::with_capacity(names.len());
+        self.index_errors.clear();
         for (name, _) in names {
-            let id =
-                IndexId::from_hex(&name).map_err(|e| Error::corrupt(format!("index/{name}"), e))?;
-            files.push((id, self.read_index(&name)?));
+            let loaded = IndexId::from_hex(&name)
+                .map_err(|e| Error::corrupt(format!("index/{name}"), e))
+                .and_then(|id| Ok((id, self.read_index(&name)?)));
+            match loaded {
+                Ok(x) => files.push(x),
+                // A damaged index file loses only the locations it lists; everything else
+                // stays usable. `check` reports it and `repair index` rebuilds it.
+                Err(e @ Error::Corrupt { .. }) => {
+                    tracing::warn!("{e}; run 'snapguard repair index'");
+                    self.index_errors.push(e);
+                }
+                Err(e) => return Err(e),
+            }
         }
         let superseded: std::collections::HashSet<IndexId> = files
             .iter()
@@ -321,6 +336,11 @@ impl Repository {
         }
         self.index = index;
         Ok(())
+    }
+
+    /// Damaged index files found by the last [`Repository::load_index`].
+    pub fn index_errors(&self) -> &[Error] {
+        &self.index_errors
     }
 
     /// Ids of all index files, in listing order.
@@ -453,18 +473,33 @@ impl Repository {
 
     /// All snapshots, oldest first.
     pub fn list_snapshots(&self) -> Result<Vec<(SnapshotId, SnapshotFile)>> {
+        let (list, errors) = self.list_snapshots_report()?;
+        for e in errors {
+            tracing::warn!("{e}; skipping it (run 'snapguard check')");
+        }
+        Ok(list)
+    }
+
+    /// All readable snapshots, oldest first, and an error for each one that cannot be read.
+    pub fn list_snapshots_report(&self) -> Result<(Vec<(SnapshotId, SnapshotFile)>, Vec<Error>)> {
         let mut out = Vec::new();
+        let mut errors = Vec::new();
         for (name, _) in self
             .backend
             .list(FileType::Snapshot)
             .map_err(self.backend_err())?
         {
-            let id = SnapshotId::from_hex(&name)
-                .map_err(|e| Error::corrupt(format!("snapshots/{name}"), e))?;
-            out.push((id, self.load_snapshot(&id)?));
+            let loaded = SnapshotId::from_hex(&name)
+                .map_err(|e| Error::corrupt(format!("snapshots/{name}"), e))
+                .and_then(|id| Ok((id, self.load_snapshot(&id)?)));
+            match loaded {
+                Ok(x) => out.push(x),
+                Err(e @ Error::Corrupt { .. }) => errors.push(e),
+                Err(e) => return Err(e),
+            }
         }
         out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
-        Ok(out)
+        Ok((out, errors))
     }
 
     /// Resolve `latest`, a full id or a unique prefix of at least 4 hex digits.

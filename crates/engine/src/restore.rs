@@ -10,7 +10,9 @@
 use crate::filter::PathFilter;
 use crate::fsmeta;
 use crate::{Error, Repository, Result};
-use snapguard_format::{ContentPart, Node, NodeKind, SnapshotFile, TreeId};
+use snapguard_format::{
+    ContentPart, Node, NodeKind, SnapshotFile, TreeId, NODE_CHANGED_WHILE_READ, NODE_READ_ERROR,
+};
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -41,6 +43,9 @@ pub struct RestoreSummary {
     pub other: u64,
     pub bytes: u64,
     pub warnings: Vec<RestoreWarning>,
+    /// Things worth knowing that do not make the restore inexact (e.g. a file that was
+    /// already changing while it was backed up).
+    pub notes: Vec<RestoreWarning>,
 }
 
 /// Find the node at absolute `path` in a snapshot. `/` yields a synthetic directory node for the
@@ -265,7 +270,15 @@ impl Restorer<'_> {
             }
         }
         let created = match node.kind {
-            NodeKind::File => self.restore_file(node, &dest)?,
+            NodeKind::File => {
+                if node.flags & (NODE_CHANGED_WHILE_READ | NODE_READ_ERROR) != 0 {
+                    self.summary.notes.push(RestoreWarning {
+                        path: dest.display().to_string(),
+                        message: "this file was changing while it was backed up; the stored version may mix old and new content".into(),
+                    });
+                }
+                self.restore_file(node, &dest)?
+            }
             NodeKind::Symlink => {
                 match std::os::unix::fs::symlink(OsStr::from_bytes(&node.link_target), &dest) {
                     Ok(()) => true,

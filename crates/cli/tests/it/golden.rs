@@ -84,7 +84,7 @@ fn repository_format_v1_stays_readable() {
     let meta = std::fs::metadata(target.join("docs/readme.txt")).expect("stat");
     assert_eq!((meta.mtime(), meta.mtime_nsec()), (1577934245, 123456789));
     let xattr = rustix::fs::getxattr(
-        &target.join("docs/readme.txt"),
+        target.join("docs/readme.txt"),
         "user.sg",
         &mut [0u8; 64][..],
     );
