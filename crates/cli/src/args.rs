@@ -67,6 +67,8 @@ pub enum Command {
     Cat(CatArgs),
     /// Show sizes, deduplication and compression ratios.
     Stats(StatsArgs),
+    /// Remove data no snapshot uses; repack mostly-unused packs.
+    Prune(PruneArgs),
     /// Remove stale locks (left by crashed processes).
     Unlock(UnlockArgs),
     /// Manage key slots (passwords and key files).
@@ -241,4 +243,17 @@ pub struct UnlockArgs {
     /// Remove all locks, also those of operations that may still be running.
     #[arg(long)]
     pub remove_all: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    /// Print the plan (every pack to delete or repack, with the reason) and change nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// Repack until at most this percentage of stored bytes is unused.
+    #[arg(long, default_value_t = 5.0)]
+    pub max_unused: f64,
+    /// Rewrite at most this much data by repacking (e.g. 500M, 2G).
+    #[arg(long)]
+    pub max_repack_size: Option<String>,
 }

@@ -14,6 +14,7 @@ mod fsmeta;
 pub mod index;
 pub mod lock;
 mod pack;
+pub mod prune;
 mod repo;
 pub mod restore;
 

@@ -371,10 +371,17 @@ impl Repository {
 
     /// Seal and store a new index file listing `packs`, and add them to the in-memory index.
     pub(crate) fn write_index(&mut self, packs: Vec<IndexPack>) -> Result<IndexId> {
-        let file = IndexFile {
-            packs,
-            supersedes: Vec::new(),
-        };
+        self.write_index_superseding(packs, Vec::new())
+    }
+
+    /// Write an index file that replaces the index files `supersedes` (which the caller
+    /// deletes afterwards; until then, loading skips them).
+    pub(crate) fn write_index_superseding(
+        &mut self,
+        packs: Vec<IndexPack>,
+        supersedes: Vec<IndexId>,
+    ) -> Result<IndexId> {
+        let file = IndexFile { packs, supersedes };
         let (id, bytes) = self.crypt.seal_object(ObjectKind::Index, &file.encode())?;
         let id = IndexId(id);
         self.backend
