@@ -67,6 +67,8 @@ pub enum Command {
     Cat(CatArgs),
     /// Show sizes, deduplication and compression ratios.
     Stats(StatsArgs),
+    /// Verify the repository's structure and, optionally, its data.
+    Check(CheckArgs),
     /// Remove data no snapshot uses; repack mostly-unused packs.
     Prune(PruneArgs),
     /// Remove stale locks (left by crashed processes).
@@ -256,4 +258,17 @@ pub struct PruneArgs {
     /// Rewrite at most this much data by repacking (e.g. 500M, 2G).
     #[arg(long)]
     pub max_repack_size: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Also read and verify every blob of every pack.
+    #[arg(long)]
+    pub read_data: bool,
+    /// Read only a subset: "N%" (random sample) or "n/m" (slice n of m; m runs cover everything).
+    #[arg(long, conflicts_with_all = ["read_data", "read_data_since"])]
+    pub read_data_subset: Option<String>,
+    /// Read only packs not verified within this duration (e.g. 30d), per the local ledger.
+    #[arg(long, conflicts_with = "read_data")]
+    pub read_data_since: Option<String>,
 }

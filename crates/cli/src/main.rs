@@ -109,6 +109,7 @@ fn main() {
         Command::Diff(a) => commands::diff(g, a),
         Command::Cat(a) => commands::cat(g, a),
         Command::Stats(a) => commands::stats(g, a),
+        Command::Check(a) => maintenance::check(g, a),
         Command::Prune(a) => maintenance::prune(g, a),
         Command::Unlock(a) => commands::unlock(g, a),
         Command::Key(k) => keys::run(g, k),

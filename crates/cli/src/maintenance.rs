@@ -5,8 +5,10 @@ use crate::commands::open;
 use crate::render;
 use anyhow::{bail, Result};
 use serde_json::json;
+use snapguard_engine::check::{CheckOptions, ReadData};
 use snapguard_engine::lock::LockKind;
 use snapguard_engine::prune::{self, PruneOptions};
+use std::path::PathBuf;
 
 /// Parse sizes like `500M`, `2G`, `1024` (bytes; K/M/G/T are powers of 1024).
 pub fn parse_size(s: &str) -> Result<u64> {
@@ -103,6 +105,100 @@ pub fn prune(g: &GlobalArgs, a: &PruneArgs) -> Result<i32> {
         );
     }
     Ok(0)
+}
+
+/// The local cache directory: SNAPGUARD_CACHE_DIR, else $XDG_CACHE_HOME/snapguard, else ~/.cache/snapguard.
+pub fn cache_dir() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("SNAPGUARD_CACHE_DIR").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(d));
+    }
+    if let Some(d) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(d).join("snapguard"));
+    }
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/snapguard"))
+}
+
+fn parse_read_data(a: &CheckArgs) -> Result<ReadData> {
+    if a.read_data {
+        return Ok(ReadData::All);
+    }
+    if let Some(s) = &a.read_data_subset {
+        if let Some(p) = s.strip_suffix('%') {
+            let pct: f64 = p
+                .trim()
+                .parse()
+                .map_err(|_| anyhow::anyhow!("invalid subset {s:?}: use N% or n/m"))?;
+            return Ok(ReadData::Percent(pct));
+        }
+        if let Some((n, m)) = s.split_once('/') {
+            let n: u32 = n
+                .trim()
+                .parse()
+                .map_err(|_| anyhow::anyhow!("invalid subset {s:?}: use N% or n/m"))?;
+            let m: u32 = m
+                .trim()
+                .parse()
+                .map_err(|_| anyhow::anyhow!("invalid subset {s:?}: use N% or n/m"))?;
+            return Ok(ReadData::Subset { n, m });
+        }
+        bail!("invalid subset {s:?}: use N% (e.g. 10%) or n/m (e.g. 1/7)");
+    }
+    if let Some(d) = &a.read_data_since {
+        let secs = snapguard_policy::parse_duration(d)?;
+        return Ok(ReadData::Since(secs.max(0) as u64));
+    }
+    Ok(ReadData::None)
+}
+
+pub fn check(g: &GlobalArgs, a: &CheckArgs) -> Result<i32> {
+    let read_data = parse_read_data(a)?;
+    let (repo, _lock) = open(g, LockKind::Shared, "check")?;
+    let ledger = cache_dir().map(|d| {
+        d.join(repo.config().repo_id.to_hex())
+            .join("verified-packs")
+    });
+    let opts = CheckOptions {
+        read_data,
+        ledger,
+        now: render::now().secs,
+    };
+    let report = snapguard_engine::check::check(&repo, &opts)?;
+    let errors = report.errors();
+    if g.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &json!({"ok": errors == 0, "errors": errors, "report": report})
+            )?
+        );
+    } else {
+        for f in &report.findings {
+            let label = if f.error { "error" } else { "note" };
+            eprintln!("{label}: {}: {}", f.object, f.message);
+        }
+        if !g.quiet {
+            println!(
+                "checked {} index file(s), {} pack(s), {} snapshot(s), {} tree(s); read {} pack(s), {} blob(s), {}",
+                report.index_files,
+                report.packs,
+                report.snapshots,
+                report.trees,
+                report.packs_read,
+                report.blobs_read,
+                render::size(report.bytes_read)
+            );
+        }
+        if errors == 0 {
+            println!("no errors were found");
+        } else {
+            println!("{errors} error(s) found; see above ('snapguard repair' can rebuild the index and save what is left)");
+        }
+    }
+    Ok(if errors == 0 {
+        0
+    } else {
+        crate::exit::INTEGRITY
+    })
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 
 pub mod backup;
 pub mod browse;
+pub mod check;
 mod crypt;
 mod error;
 pub mod filter;

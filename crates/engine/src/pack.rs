@@ -145,13 +145,26 @@ pub(crate) fn read_header(crypt: &Crypt, id: &PackId, bytes: &[u8]) -> Result<Ve
         ));
     }
     let tail = &bytes[bytes.len() - PACK_TRAILER_LEN..];
-    let (trailer, header_start) =
+    let (_, header_start) =
         PackTrailer::parse(tail, bytes.len() as u64).map_err(|e| Error::corrupt(object(), e))?;
+    let sealed = &bytes[header_start as usize..bytes.len() - PACK_TRAILER_LEN];
+    open_header(crypt, id, sealed, tail, bytes.len() as u64)
+}
+
+/// Open a pack header from its sealed bytes and the trailer, without the rest of the pack.
+pub(crate) fn open_header(
+    crypt: &Crypt,
+    id: &PackId,
+    sealed: &[u8],
+    tail: &[u8],
+    pack_len: u64,
+) -> Result<Vec<PackBlob>> {
+    let object = || format!("pack {id}");
+    let (trailer, header_start) =
+        PackTrailer::parse(tail, pack_len).map_err(|e| Error::corrupt(object(), e))?;
     let cipher = snapguard_crypto::Cipher::from_code(trailer.cipher_code)
         .map_err(|e| Error::corrupt(object(), e))?;
     let key = crypt.pack_key(id, trailer.epoch, cipher)?;
-    let start = header_start as usize;
-    let sealed = &bytes[start..bytes.len() - PACK_TRAILER_LEN];
     let plain = key
         .open(
             &counter_nonce(PACK_HEADER_NONCE),

@@ -162,6 +162,16 @@ impl Restorer<'_> {
         self.summary.warnings.push(w);
     }
 
+    fn count(&mut self, node: &Node) {
+        match node.kind {
+            NodeKind::File => {
+                self.summary.files += 1;
+                self.summary.bytes += node.size;
+            }
+            _ => self.summary.other += 1,
+        }
+    }
+
     /// Restore the entries of tree `id` into directory `dest`. Returns whether anything was
     /// restored.
     fn restore_tree(
@@ -235,14 +245,8 @@ impl Restorer<'_> {
         if !included {
             return Ok(false);
         }
-        match node.kind {
-            NodeKind::File => {
-                self.summary.files += 1;
-                self.summary.bytes += node.size;
-            }
-            _ => self.summary.other += 1,
-        }
         if self.opts.dry_run {
+            self.count(node);
             return Ok(true);
         }
         if let Ok(st) = fsmeta::lstat(&dest) {
@@ -259,7 +263,10 @@ impl Restorer<'_> {
             (node.kind == NodeKind::File && node.nlink > 1).then_some((node.device, node.inode));
         if let Some(first) = link_key.and_then(|k| self.hardlinks.get(&k)) {
             match std::fs::hard_link(first, &dest) {
-                Ok(()) => return Ok(true),
+                Ok(()) => {
+                    self.count(node);
+                    return Ok(true);
+                }
                 Err(e) => self.warn(
                     &dest,
                     format!(
@@ -302,6 +309,7 @@ impl Restorer<'_> {
         if !created {
             return Ok(false);
         }
+        self.count(node);
         for w in fsmeta::apply_metadata(&dest, node) {
             self.warn(&dest, w);
         }
