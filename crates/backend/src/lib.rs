@@ -22,16 +22,18 @@ pub enum FileType {
     Index,
     Pack,
     Lock,
+    Annotation,
 }
 
 impl FileType {
-    pub const ALL: [FileType; 6] = [
+    pub const ALL: [FileType; 7] = [
         FileType::Config,
         FileType::Key,
         FileType::Snapshot,
         FileType::Index,
         FileType::Pack,
         FileType::Lock,
+        FileType::Annotation,
     ];
 
     /// The directory name (`""` for the config file at the top).
@@ -43,6 +45,7 @@ impl FileType {
             FileType::Index => "index",
             FileType::Pack => "data",
             FileType::Lock => "locks",
+            FileType::Annotation => "annotations",
         }
     }
 
@@ -114,4 +117,7 @@ pub trait Backend: Send + Sync + fmt::Debug {
     fn list(&self, t: FileType) -> Result<Vec<(String, u64)>>;
     /// Delete a file.
     fn remove(&self, t: FileType, name: &str) -> Result<()>;
+    /// Atomically replace the repository's `config` (the one file that is ever rewritten, for
+    /// a format or mode change): readers see the old or the new file, never a mix.
+    fn replace_config(&self, data: &[u8]) -> Result<()>;
 }

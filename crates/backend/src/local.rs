@@ -168,6 +168,28 @@ impl Backend for LocalBackend {
         Ok(out)
     }
 
+    fn replace_config(&self, data: &[u8]) -> Result<()> {
+        let path = self.root.join("config");
+        let tmp = self
+            .root
+            .join(format!(".tmp-config-{}", std::process::id()));
+        let result = (|| {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(data)?;
+            f.sync_all()?;
+            fs::rename(&tmp, &path)
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result.map_err(|e| self.err(&path, e))?;
+        sync_dir(&self.root).map_err(|e| self.err(&self.root, e))
+    }
+
     fn remove(&self, t: FileType, name: &str) -> Result<()> {
         let path = self.full(t, name);
         fs::remove_file(&path).map_err(|e| self.err(&path, e))?;

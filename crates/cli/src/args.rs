@@ -67,6 +67,19 @@ pub enum Command {
     Cat(CatArgs),
     /// Show sizes, deduplication and compression ratios.
     Stats(StatsArgs),
+    /// Remove snapshots by id or by a retention policy.
+    Forget(ForgetArgs),
+    /// Add or remove tags of a snapshot (without rewriting it).
+    Tag(TagArgs),
+    /// Set a snapshot's comment.
+    Annotate(AnnotateArgs),
+    /// Make a snapshot immutable until a time.
+    Lock(LockArgs),
+    /// Rebuild the index from the packs, or save what is left of damaged snapshots.
+    #[command(subcommand)]
+    Repair(RepairCommand),
+    /// Switch the repository to append-only mode (refuse every deletion, for every client).
+    AppendOnly,
     /// Verify the repository's structure and, optionally, its data.
     Check(CheckArgs),
     /// Remove data no snapshot uses; repack mostly-unused packs.
@@ -95,6 +108,9 @@ pub struct InitArgs {
     pub cipher: String,
     #[command(flatten)]
     pub kdf: KdfArgs,
+    /// Create the repository append-only: no client may delete or rewrite anything.
+    #[arg(long)]
+    pub append_only: bool,
 }
 
 #[derive(Args, Debug)]
@@ -225,7 +241,7 @@ pub struct KeyAddArgs {
     #[arg(long)]
     pub new_key_file: Option<PathBuf>,
     /// A label for the slot.
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "added")]
     pub label: String,
     #[command(flatten)]
     pub secret: KeyNewSecretArgs,
@@ -271,4 +287,81 @@ pub struct CheckArgs {
     /// Read only packs not verified within this duration (e.g. 30d), per the local ledger.
     #[arg(long, conflicts_with = "read_data")]
     pub read_data_since: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ForgetArgs {
+    /// Snapshots to forget (ids, prefixes or 'latest').
+    pub snapshots: Vec<String>,
+    #[arg(long)]
+    pub keep_last: Option<u32>,
+    #[arg(long)]
+    pub keep_hourly: Option<u32>,
+    #[arg(long)]
+    pub keep_daily: Option<u32>,
+    #[arg(long)]
+    pub keep_weekly: Option<u32>,
+    #[arg(long)]
+    pub keep_monthly: Option<u32>,
+    #[arg(long)]
+    pub keep_yearly: Option<u32>,
+    /// Keep every snapshot newer than this (e.g. 30d, 1y6m).
+    #[arg(long)]
+    pub keep_within: Option<String>,
+    /// Keep snapshots with this tag (repeatable).
+    #[arg(long = "keep-tag")]
+    pub keep_tags: Vec<String>,
+    /// Apply the policy per group of snapshots: any of host, paths, tags ("" = one group).
+    #[arg(long, default_value = "host,paths")]
+    pub group_by: String,
+    /// Run prune afterwards.
+    #[arg(long)]
+    pub prune: bool,
+    /// Print every snapshot with keep/remove and the reasons; change nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// Prune options (with --prune).
+    #[arg(long, default_value_t = 5.0)]
+    pub max_unused: f64,
+    #[arg(long)]
+    pub max_repack_size: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct TagArgs {
+    pub snapshot: String,
+    #[arg(long = "add")]
+    pub add: Vec<String>,
+    #[arg(long = "remove")]
+    pub remove: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct AnnotateArgs {
+    pub snapshot: String,
+    /// The comment (an empty string clears it).
+    #[arg(long)]
+    pub comment: String,
+}
+
+#[derive(Args, Debug)]
+pub struct LockArgs {
+    pub snapshot: String,
+    /// Immutable until this time (RFC 3339).
+    #[arg(long, conflicts_with = "for_")]
+    pub until: Option<String>,
+    /// Immutable for this long from now (e.g. 30d, 1y).
+    #[arg(long = "for")]
+    pub for_: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RepairCommand {
+    /// Rebuild the index from the headers of every pack.
+    Index,
+    /// Write repaired copies of snapshots that refer to lost data (originals are kept).
+    Snapshots {
+        #[arg(short = 'n', long)]
+        dry_run: bool,
+    },
 }

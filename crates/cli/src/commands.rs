@@ -69,6 +69,9 @@ pub fn open(g: &GlobalArgs, kind: LockKind, operation: &str) -> Result<(Reposito
     let mut repo = Repository::open(b, &secrets)?;
     let guard = repo.lock(kind, operation, &owner())?;
     repo.load_index()?;
+    for e in repo.index_errors() {
+        eprintln!("warning: {e}; the blobs it lists are unavailable until 'snapguard repair index' rebuilds it");
+    }
     Ok((repo, guard))
 }
 
@@ -98,6 +101,7 @@ pub fn init(g: &GlobalArgs, a: &InitArgs) -> Result<i32> {
         username: username(),
         compression_level: 3,
         pack_target_size: 16 << 20,
+        append_only: a.append_only,
     };
     let repo = Repository::init(b, &secret, &opts)?;
     if g.json {
@@ -203,41 +207,53 @@ pub fn backup(g: &GlobalArgs, a: &BackupArgs) -> Result<i32> {
 
 pub fn snapshots(g: &GlobalArgs, a: &SnapshotsArgs) -> Result<i32> {
     let (repo, _lock) = open(g, LockKind::Shared, "snapshots")?;
-    let (all, damaged) = repo.list_snapshots_report()?;
-    let list: Vec<(SnapshotId, SnapshotFile)> = all
+    let (all, damaged) = snapguard_engine::annotate::views(&repo)?;
+    let list: Vec<snapguard_engine::annotate::SnapshotView> = all
         .into_iter()
-        .filter(|(_, s)| a.tags.is_empty() || s.tags.iter().any(|t| a.tags.contains(t)))
-        .filter(|(_, s)| a.host.as_ref().is_none_or(|h| &s.hostname == h))
-        .filter(|(_, s)| {
+        .filter(|v| a.tags.is_empty() || v.tags.iter().any(|t| a.tags.contains(t)))
+        .filter(|v| a.host.as_ref().is_none_or(|h| &v.snapshot.hostname == h))
+        .filter(|v| {
             a.path.as_ref().is_none_or(|p| {
                 let mut want = p.as_bytes();
                 while want.len() > 1 && want.ends_with(b"/") {
                     want = &want[..want.len() - 1];
                 }
-                s.paths.iter().any(|x| x.as_slice() == want)
+                v.snapshot.paths.iter().any(|x| x.as_slice() == want)
             })
         })
         .collect();
     if g.json {
         print_json(&json!(list
             .iter()
-            .map(|(id, s)| render::snapshot_json(id, s))
+            .map(render::view_json)
             .collect::<Vec<_>>()))?;
         return damaged_snapshots(&damaged);
     }
+    let now = render::now();
     println!(
         "{:<10} {:<20} {:<16} {:<20} Paths",
         "ID", "Time", "Host", "Tags"
     );
-    for (id, s) in &list {
+    for v in &list {
+        let s = &v.snapshot;
         println!(
             "{:<10} {:<20} {:<16} {:<20} {}",
-            id.short(),
+            v.id.short(),
             render::local(s.time),
             s.hostname,
-            s.tags.join(","),
+            v.tags.join(","),
             s.display_paths().join(" ")
         );
+        if let Some(c) = &v.comment {
+            println!("{:<10} comment: {c}", "");
+        }
+        if v.locked_at(now) {
+            println!(
+                "{:<10} immutable until {}",
+                "",
+                v.lock_until.map(render::local).unwrap_or_default()
+            );
+        }
     }
     println!("{} snapshot(s)", list.len());
     damaged_snapshots(&damaged)
@@ -287,11 +303,25 @@ pub fn ls(g: &GlobalArgs, a: &LsArgs) -> Result<i32> {
             let _ = writeln!(out, "{}", lossy(p));
         }
         Ok(())
-    })?;
+    })
+    .map_err(|e| name_snapshot(e, &id))?;
     if g.json {
         return print_json(&json!({"snapshot": id.to_hex(), "entries": entries}));
     }
     Ok(0)
+}
+
+/// Put the snapshot's id into "path not found" errors (the engine does not know it).
+fn name_snapshot(e: snapguard_engine::Error, id: &SnapshotId) -> snapguard_engine::Error {
+    match e {
+        snapguard_engine::Error::PathNotFound { path, .. } => {
+            snapguard_engine::Error::PathNotFound {
+                path,
+                snapshot: id.short(),
+            }
+        }
+        other => other,
+    }
 }
 
 /// Split `SNAPSHOT[:PATH]` (the path may be any bytes).
@@ -321,15 +351,8 @@ pub fn restore(g: &GlobalArgs, a: &RestoreArgs) -> Result<i32> {
         excludes: a.excludes.clone(),
         dry_run: a.dry_run,
     };
-    let r = snapguard_engine::restore(&repo, &snap, &sub, &opts).map_err(|e| match e {
-        snapguard_engine::Error::PathNotFound { path, .. } => {
-            snapguard_engine::Error::PathNotFound {
-                path,
-                snapshot: id.short(),
-            }
-        }
-        other => other,
-    })?;
+    let r =
+        snapguard_engine::restore(&repo, &snap, &sub, &opts).map_err(|e| name_snapshot(e, &id))?;
     for w in &r.warnings {
         eprintln!("warning: {}: {}", w.path, w.message);
     }
@@ -368,10 +391,10 @@ pub fn restore(g: &GlobalArgs, a: &RestoreArgs) -> Result<i32> {
 
 pub fn dump(g: &GlobalArgs, a: &DumpArgs) -> Result<i32> {
     let (repo, _lock) = open(g, LockKind::Shared, "dump")?;
-    let (_, snap) = repo.find_snapshot(&a.snapshot)?;
+    let (id, snap) = repo.find_snapshot(&a.snapshot)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
-    browse::dump(&repo, &snap, a.path.as_bytes(), &mut out)?;
+    browse::dump(&repo, &snap, a.path.as_bytes(), &mut out).map_err(|e| name_snapshot(e, &id))?;
     Ok(0)
 }
 

@@ -6,6 +6,7 @@ mod commands;
 mod keys;
 mod maintenance;
 mod render;
+mod retention;
 mod secrets;
 
 use args::{Cli, Command};
@@ -26,6 +27,7 @@ pub mod exit {
     pub const PARTIAL_RESTORE: i32 = 16;
     pub const NO_SPACE: i32 = 17;
     pub const TARGET_NOT_WRITABLE: i32 = 18;
+    pub const REFUSED: i32 = 19;
 }
 
 fn exit_code(err: &anyhow::Error) -> i32 {
@@ -43,8 +45,9 @@ fn exit_code(err: &anyhow::Error) -> i32 {
                 EngineError::NoSpace { .. } => exit::NO_SPACE,
                 EngineError::TargetNotWritable { .. } => exit::TARGET_NOT_WRITABLE,
                 EngineError::InvalidArgument(_) => exit::USAGE,
+                EngineError::Immutable { .. } | EngineError::AppendOnly { .. } => exit::REFUSED,
                 EngineError::Backend {
-                    source: snapguard_backend::BackendError::NoSpace { .. },
+                    cause: snapguard_backend::BackendError::NoSpace { .. },
                     ..
                 } => exit::NO_SPACE,
                 _ => exit::FAILURE,
@@ -110,6 +113,12 @@ fn main() {
         Command::Cat(a) => commands::cat(g, a),
         Command::Stats(a) => commands::stats(g, a),
         Command::Check(a) => maintenance::check(g, a),
+        Command::Forget(a) => retention::forget(g, a),
+        Command::Tag(a) => retention::tag(g, a),
+        Command::Annotate(a) => retention::annotate(g, a),
+        Command::Lock(a) => retention::lock(g, a),
+        Command::Repair(r) => maintenance::repair(g, r),
+        Command::AppendOnly => maintenance::append_only(g),
         Command::Prune(a) => maintenance::prune(g, a),
         Command::Unlock(a) => commands::unlock(g, a),
         Command::Key(k) => keys::run(g, k),

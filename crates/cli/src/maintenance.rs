@@ -201,6 +201,80 @@ pub fn check(g: &GlobalArgs, a: &CheckArgs) -> Result<i32> {
     })
 }
 
+pub fn repair(g: &GlobalArgs, r: &RepairCommand) -> Result<i32> {
+    let (mut repo, _lock) = open(g, LockKind::Exclusive, "repair")?;
+    match r {
+        RepairCommand::Index => {
+            let rep = snapguard_engine::repair::repair_index(&mut repo)?;
+            for (pack, err) in &rep.packs_unreadable {
+                eprintln!(
+                    "error: pack {pack}: {err}; its blobs are lost unless another pack has them"
+                );
+            }
+            if g.json {
+                println!("{}", serde_json::to_string_pretty(&rep)?);
+            } else if !g.quiet {
+                println!(
+                    "indexed {} blob(s) in {} pack(s); replaced {} index file(s); {} pack(s) unreadable",
+                    rep.blobs_indexed,
+                    rep.packs_indexed,
+                    rep.index_files_replaced,
+                    rep.packs_unreadable.len()
+                );
+            }
+            Ok(if rep.packs_unreadable.is_empty() {
+                0
+            } else {
+                crate::exit::INTEGRITY
+            })
+        }
+        RepairCommand::Snapshots { dry_run } => {
+            let fixed =
+                snapguard_engine::repair::repair_snapshots(&mut repo, render::now(), *dry_run)?;
+            if g.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json!({"dry_run": dry_run, "snapshots": fixed}))?
+                );
+                return Ok(0);
+            }
+            for f in &fixed {
+                let new = f
+                    .repaired
+                    .as_deref()
+                    .map(|n| format!("saved as {}", &n[..8]))
+                    .unwrap_or_else(|| "would be repaired".into());
+                println!(
+                    "snapshot {}: {} item(s) lost, {new}",
+                    &f.original[..8],
+                    f.lost.len()
+                );
+                for l in &f.lost {
+                    println!("    lost: {l}");
+                }
+            }
+            if fixed.is_empty() {
+                println!("no snapshot refers to missing data");
+            } else if !dry_run {
+                println!("original snapshots were kept; forget them once you have checked the repaired ones");
+            }
+            Ok(0)
+        }
+    }
+}
+
+pub fn append_only(g: &GlobalArgs) -> Result<i32> {
+    let (mut repo, _lock) = open(g, LockKind::Exclusive, "append-only")?;
+    repo.enable_append_only()?;
+    if !g.quiet {
+        println!(
+            "repository {} is now append-only: forget, prune and key removal are refused for every SnapGuard client",
+            repo.location()
+        );
+    }
+    Ok(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_size;

@@ -170,6 +170,16 @@ pub fn snapshot_json(id: &SnapshotId, s: &SnapshotFile) -> Value {
     })
 }
 
+/// A snapshot with its annotations as JSON.
+pub fn view_json(v: &snapguard_engine::annotate::SnapshotView) -> Value {
+    let mut j = snapshot_json(&v.id, &v.snapshot);
+    j["tags"] = json!(v.tags);
+    j["original_tags"] = json!(v.snapshot.tags);
+    j["comment"] = json!(v.comment);
+    j["locked_until"] = json!(v.lock_until.map(rfc3339));
+    j
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -35,24 +35,28 @@ pub enum Error {
     PathNotFound { path: String, snapshot: String },
     #[error("{0}")]
     InvalidArgument(String),
+    #[error("snapshot {snapshot} is immutable until {until}; it cannot be forgotten, pruned or have tags removed before then")]
+    Immutable { snapshot: String, until: String },
+    #[error("repository {location} is append-only: {operation} would delete or rewrite data, which no client may do")]
+    AppendOnly { location: String, operation: String },
     #[error("refusing to remove key slot {slot}: it is the last one that can open the repository; add another with 'snapguard key add' first")]
     LastKeySlot { slot: String },
     #[error("no space left on the device while writing {path}; free some space (or pick another target) and run the command again")]
     NoSpace { path: PathBuf },
-    #[error("cannot write to {path}: {source}; choose a target directory you may write to")]
+    #[error("cannot write to {path}: {cause}; choose a target directory you may write to")]
     TargetNotWritable {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("repository {location}: {source}")]
+    #[error("repository {location}: {cause}")]
     Backend {
         location: String,
-        source: BackendError,
+        cause: BackendError,
     },
 }
 
@@ -62,7 +66,10 @@ impl Error {
         if source.kind() == std::io::ErrorKind::StorageFull {
             return Error::NoSpace { path };
         }
-        Error::Io { path, source }
+        Error::Io {
+            path,
+            cause: source,
+        }
     }
 
     pub(crate) fn corrupt(object: impl Into<String>, detail: impl std::fmt::Display) -> Error {

@@ -5,17 +5,20 @@
 //! ([`restore()`]), and read-only views ([`browse`]). It does not parse arguments, print, or ask
 //! for passwords: the CLI does that and hands secrets in. See ARCHITECTURE.md for the data path.
 
+pub mod annotate;
 pub mod backup;
 pub mod browse;
 pub mod check;
 mod crypt;
 mod error;
 pub mod filter;
+pub mod forget;
 mod fsmeta;
 pub mod index;
 pub mod lock;
 mod pack;
 pub mod prune;
+pub mod repair;
 mod repo;
 pub mod restore;
 
@@ -24,3 +27,11 @@ pub use crypt::Crypt;
 pub use error::{Error, Result};
 pub use repo::{probe, InitOptions, KeySlotInfo, Repository, Secret};
 pub use restore::{restore, RestoreOptions, RestoreSummary, RestoreWarning};
+
+/// A timestamp as RFC 3339 (UTC), for messages.
+pub(crate) fn fmt_time(t: snapguard_format::Timestamp) -> String {
+    match chrono::DateTime::from_timestamp(t.secs, t.nanos) {
+        Some(d) => d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        None => format!("{}s after 1970", t.secs),
+    }
+}

@@ -79,7 +79,7 @@ fn write_lock(backend: &dyn Backend, crypt: &Crypt, lock: &LockFile) -> Result<L
         .write(FileType::Lock, &id.to_hex(), &bytes)
         .map_err(|source| Error::Backend {
             location: backend.location(),
-            source,
+            cause: source,
         })?;
     Ok(id)
 }
@@ -92,7 +92,7 @@ pub fn list_locks(backend: &dyn Backend, crypt: &Crypt, hostname: &str) -> Resul
         .list(FileType::Lock)
         .map_err(|source| Error::Backend {
             location: backend.location(),
-            source,
+            cause: source,
         })?;
     let now = now();
     for (name, _) in names {
@@ -102,7 +102,7 @@ pub fn list_locks(backend: &dyn Backend, crypt: &Crypt, hostname: &str) -> Resul
             Err(source) => {
                 return Err(Error::Backend {
                     location: backend.location(),
-                    source,
+                    cause: source,
                 })
             }
         };
@@ -265,7 +265,7 @@ pub fn remove_locks(
                 Err(source) => {
                     return Err(Error::Backend {
                         location: backend.location(),
-                        source,
+                        cause: source,
                     })
                 }
             }

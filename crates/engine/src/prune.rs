@@ -252,6 +252,7 @@ pub struct PruneStats {
 
 /// Execute a plan. The caller must hold an exclusive lock taken before the plan was made.
 pub fn execute(repo: &mut Repository, plan: &PrunePlan) -> Result<PruneStats> {
+    repo.ensure_deletable("prune")?;
     let mut stats = PruneStats::default();
     if plan.is_noop() {
         return Ok(stats);

@@ -21,7 +21,7 @@ use zeroize::Zeroizing;
 
 /// Feature bits this version understands (none yet).
 const KNOWN_INCOMPAT: u64 = 0;
-const KNOWN_RO_COMPAT: u64 = 0;
+const KNOWN_RO_COMPAT: u64 = snapguard_format::RO_COMPAT_APPEND_ONLY;
 
 /// A secret that may open a key slot.
 pub enum Secret {
@@ -54,7 +54,12 @@ pub struct InitOptions {
     pub username: String,
     pub compression_level: i32,
     pub pack_target_size: u32,
+    /// Create the repository in append-only mode.
+    pub append_only: bool,
 }
+
+/// Snapshots with their ids, oldest first.
+pub type SnapshotList = Vec<(SnapshotId, SnapshotFile)>;
 
 /// One key slot as listed by [`Repository::key_slots`].
 #[derive(Debug)]
@@ -87,7 +92,7 @@ impl std::fmt::Debug for Repository {
 fn backend_err(backend: &dyn Backend) -> impl Fn(BackendError) -> Error + '_ {
     move |source| Error::Backend {
         location: backend.location(),
-        source,
+        cause: source,
     }
 }
 
@@ -156,7 +161,14 @@ impl Repository {
         };
         let header = ConfigHeader {
             version: FORMAT_VERSION,
-            features: FeatureFlags::default(),
+            features: FeatureFlags {
+                ro_compat: if opts.append_only {
+                    snapguard_format::RO_COMPAT_APPEND_ONLY
+                } else {
+                    0
+                },
+                ..FeatureFlags::default()
+            },
             cipher_code: opts.cipher.code(),
             repo_id,
             salt: random_bytes(&mut rand_core::OsRng),
@@ -276,6 +288,38 @@ impl Repository {
     /// The key slot this session was opened with.
     pub fn opened_slot(&self) -> SlotId {
         self.slot
+    }
+
+    /// Whether the repository refuses deletions and rewrites.
+    pub fn is_append_only(&self) -> bool {
+        self.header.features.ro_compat & snapguard_format::RO_COMPAT_APPEND_ONLY != 0
+    }
+
+    /// Fail with [`Error::AppendOnly`] if the repository is append-only.
+    pub fn ensure_deletable(&self, operation: &str) -> Result<()> {
+        if self.is_append_only() {
+            return Err(Error::AppendOnly {
+                location: self.location(),
+                operation: operation.into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Switch the repository to append-only mode (there is no way back through SnapGuard).
+    pub fn enable_append_only(&mut self) -> Result<()> {
+        if self.is_append_only() {
+            return Ok(());
+        }
+        let mut header = self.header.clone();
+        header.features.ro_compat |= snapguard_format::RO_COMPAT_APPEND_ONLY;
+        header.salt = random_bytes(&mut rand_core::OsRng);
+        let bytes = seal_config(&self.crypt, &header, &self.config)?;
+        self.backend
+            .replace_config(&bytes)
+            .map_err(self.backend_err())?;
+        self.header = header;
+        Ok(())
     }
 
     /// Whether features exist that this version may read but must not write.
@@ -488,7 +532,7 @@ impl Repository {
     }
 
     /// All readable snapshots, oldest first, and an error for each one that cannot be read.
-    pub fn list_snapshots_report(&self) -> Result<(Vec<(SnapshotId, SnapshotFile)>, Vec<Error>)> {
+    pub fn list_snapshots_report(&self) -> Result<(SnapshotList, Vec<Error>)> {
         let mut out = Vec::new();
         let mut errors = Vec::new();
         for (name, _) in self
@@ -587,6 +631,7 @@ impl Repository {
 
     /// Remove a key slot, refusing to remove the last usable one.
     pub fn remove_key_slot(&self, id: &SlotId) -> Result<()> {
+        self.ensure_deletable("removing a key slot")?;
         let slots = list_slots(&*self.backend)?;
         if !slots.iter().any(|(s, _)| s == id) {
             return Err(Error::InvalidArgument(format!(

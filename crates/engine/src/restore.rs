@@ -105,6 +105,9 @@ pub fn restore(
     let base = trim_trailing_slash(&base);
     match node.subtree {
         Some(tree) if node.kind == NodeKind::Dir => {
+            // If not even the starting directory can be read, nothing can be restored: that is
+            // an integrity error, not a partial restore.
+            repo.read_tree(&tree)?;
             r.restore_tree(tree, &opts.target, base, r.includes.is_empty())?;
         }
         _ => {
@@ -133,7 +136,7 @@ fn trim_trailing_slash(p: &[u8]) -> &[u8] {
 fn prepare_target(target: &Path) -> Result<()> {
     std::fs::create_dir_all(target).map_err(|e| Error::TargetNotWritable {
         path: target.to_path_buf(),
-        source: e,
+        cause: e,
     })?;
     let probe = target.join(format!(".snapguard-write-test-{}", std::process::id()));
     match std::fs::OpenOptions::new()
@@ -147,7 +150,7 @@ fn prepare_target(target: &Path) -> Result<()> {
         }
         Err(e) => Err(Error::TargetNotWritable {
             path: target.to_path_buf(),
-            source: e,
+            cause: e,
         }),
     }
 }

@@ -27,6 +27,10 @@ pub struct FeatureFlags {
     pub compat: u64,
 }
 
+/// `ro_compat` bit: the repository is append-only. Clients that know it refuse every deletion
+/// and rewrite; clients that do not know it must open the repository read-only.
+pub const RO_COMPAT_APPEND_ONLY: u64 = 1;
+
 /// The plaintext header of `config`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigHeader {

@@ -21,6 +21,7 @@ pub enum ObjectKind {
     Snapshot,
     Index,
     Lock,
+    Annotation,
 }
 
 impl ObjectKind {
@@ -29,6 +30,7 @@ impl ObjectKind {
             ObjectKind::Snapshot => 1,
             ObjectKind::Index => 2,
             ObjectKind::Lock => 3,
+            ObjectKind::Annotation => 4,
         }
     }
     fn from_code(c: u8) -> Option<ObjectKind> {
@@ -36,6 +38,7 @@ impl ObjectKind {
             1 => Some(ObjectKind::Snapshot),
             2 => Some(ObjectKind::Index),
             3 => Some(ObjectKind::Lock),
+            4 => Some(ObjectKind::Annotation),
             _ => None,
         }
     }
@@ -147,7 +150,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn envelope_round_trip(kind in 1u8..=3, cipher in any::<u8>(), epoch in any::<u32>(), salt in any::<[u8; 32]>(),
+        fn envelope_round_trip(kind in 1u8..=4, cipher in any::<u8>(), epoch in any::<u32>(), salt in any::<[u8; 32]>(),
                                body in proptest::collection::vec(any::<u8>(), 16..64)) {
             let h = EnvelopeHeader { kind: ObjectKind::from_code(kind).unwrap_or(ObjectKind::Index), cipher_code: cipher, epoch, salt };
             let mut bytes = h.encode().to_vec();

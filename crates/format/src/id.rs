@@ -74,6 +74,10 @@ define_id!(
     SlotId
 );
 define_id!(
+    /// Id of an annotation file: keyed BLAKE3 of its plaintext.
+    AnnotationId
+);
+define_id!(
     /// Id of a lock file: keyed BLAKE3 of its plaintext.
     LockId
 );

@@ -9,6 +9,7 @@
 //! Encodings: a one-byte structure version followed by the [postcard] wire format of a serde
 //! struct (varint integers, length-prefixed byte strings). See docs/design/repository-format.md.
 
+mod annotation;
 mod config;
 mod envelope;
 mod error;
@@ -18,13 +19,16 @@ mod lock;
 mod snapshot;
 mod tree;
 
-pub use config::{ConfigFile, ConfigHeader, FeatureFlags, CONFIG_MAGIC, FORMAT_VERSION};
+pub use annotation::AnnotationFile;
+pub use config::{
+    ConfigFile, ConfigHeader, FeatureFlags, CONFIG_MAGIC, FORMAT_VERSION, RO_COMPAT_APPEND_ONLY,
+};
 pub use envelope::{
     EnvelopeHeader, ObjectKind, PackTrailer, ENVELOPE_HEADER_LEN, ENVELOPE_MAGIC, PACK_MAGIC,
     PACK_TRAILER_LEN,
 };
 pub use error::FormatError;
-pub use id::{BlobId, IndexId, LockId, PackId, RepoId, SlotId, SnapshotId, TreeId};
+pub use id::{AnnotationId, BlobId, IndexId, LockId, PackId, RepoId, SlotId, SnapshotId, TreeId};
 pub use index::{BlobType, Compression, IndexFile, IndexPack, PackBlob, PackHeader};
 pub use lock::LockFile;
 pub use snapshot::{SnapshotFile, SnapshotSummary};

@@ -202,7 +202,10 @@ impl Tree {
                     node.mode
                 )));
             }
-            if node.mtime.nanos >= 1_000_000_000 || node.atime.nanos >= 1_000_000_000 {
+            if [node.mtime, node.atime, node.ctime]
+                .iter()
+                .any(|t| t.nanos >= 1_000_000_000)
+            {
                 return Err(bad(format!(
                     "{:?}: invalid nanoseconds",
                     node.display_name()

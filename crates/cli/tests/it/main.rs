@@ -1,0 +1,7 @@
+//! End-to-end tests of the `snapguard` binary (one test binary, many modules).
+
+mod commands;
+mod errors;
+mod fidelity;
+mod golden;
+mod support;

@@ -1,0 +1,152 @@
+//! Forgetting snapshots: by id, or by a retention policy (plan, then execute).
+//!
+//! The decision is the pure `snapguard_policy::apply`; this module feeds it the effective view
+//! of each snapshot (tags and immutability locks from annotations) and deletes what it says,
+//! re-checking immutability and append-only mode at deletion time. Forgetting only removes
+//! snapshot files (and their annotations); `prune` reclaims the data.
+
+use crate::annotate::SnapshotView;
+use crate::{Error, Repository, Result};
+use snapguard_backend::{BackendError, FileType};
+use snapguard_format::{SnapshotId, Timestamp};
+use snapguard_policy::{GroupBy, RetentionPolicy, SnapshotInfo};
+
+/// What to forget.
+#[derive(Clone, Debug, Default)]
+pub struct ForgetOptions {
+    /// Forget exactly these snapshots.
+    pub ids: Vec<SnapshotId>,
+    /// Or apply this policy to every snapshot.
+    pub policy: Option<RetentionPolicy>,
+    pub group_by: Option<GroupBy>,
+    pub now: Timestamp,
+    pub utc_offset_secs: i32,
+}
+
+/// The decision for one snapshot.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ForgetDecision {
+    pub id: String,
+    pub short_id: String,
+    pub time_secs: i64,
+    pub hostname: String,
+    pub paths: Vec<String>,
+    pub tags: Vec<String>,
+    pub keep: bool,
+    /// Why it is kept ("daily", "tag:important", "locked", "not selected") or removed.
+    pub reasons: Vec<String>,
+    pub group: String,
+}
+
+fn info(v: &SnapshotView) -> SnapshotInfo {
+    SnapshotInfo {
+        id: v.id.to_hex(),
+        time_secs: v.snapshot.time.secs,
+        time_nanos: v.snapshot.time.nanos,
+        hostname: v.snapshot.hostname.clone(),
+        paths: v.snapshot.display_paths(),
+        tags: v.tags.clone(),
+        locked_until: v.lock_until.map(|t| t.secs),
+    }
+}
+
+/// Decide; nothing is changed.
+pub fn plan(views: &[SnapshotView], opts: &ForgetOptions) -> Result<Vec<ForgetDecision>> {
+    let decision =
+        |v: &SnapshotView, keep: bool, reasons: Vec<String>, group: String| ForgetDecision {
+            id: v.id.to_hex(),
+            short_id: v.id.short(),
+            time_secs: v.snapshot.time.secs,
+            hostname: v.snapshot.hostname.clone(),
+            paths: v.snapshot.display_paths(),
+            tags: v.tags.clone(),
+            keep,
+            reasons,
+            group,
+        };
+    if !opts.ids.is_empty() {
+        let mut out = Vec::new();
+        for v in views {
+            if opts.ids.contains(&v.id) {
+                if v.locked_at(opts.now) {
+                    return Err(immutable(v));
+                }
+                out.push(decision(
+                    v,
+                    false,
+                    vec!["named on the command line".into()],
+                    String::new(),
+                ));
+            } else {
+                out.push(decision(
+                    v,
+                    true,
+                    vec!["not selected".into()],
+                    String::new(),
+                ));
+            }
+        }
+        return Ok(out);
+    }
+    let Some(policy) = &opts.policy else {
+        return Err(Error::InvalidArgument(
+            "nothing to forget: name snapshots or give a policy (--keep-last, --keep-daily, …)"
+                .into(),
+        ));
+    };
+    let infos: Vec<SnapshotInfo> = views.iter().map(info).collect();
+    let group_by = opts.group_by.unwrap_or_default();
+    let decisions = snapguard_policy::apply(
+        &infos,
+        policy,
+        group_by,
+        opts.now.secs,
+        opts.utc_offset_secs,
+    )
+    .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    let by_id: std::collections::HashMap<String, &SnapshotView> =
+        views.iter().map(|v| (v.id.to_hex(), v)).collect();
+    let mut out = Vec::new();
+    for d in decisions {
+        let Some(v) = by_id.get(&d.id) else { continue };
+        let reasons = if d.keep {
+            d.reasons.iter().map(|r| r.to_string()).collect()
+        } else {
+            vec!["no rule keeps it".into()]
+        };
+        out.push(decision(v, d.keep, reasons, d.group.to_string()));
+    }
+    Ok(out)
+}
+
+fn immutable(v: &SnapshotView) -> Error {
+    Error::Immutable {
+        snapshot: v.id.short(),
+        until: v.lock_until.map(crate::fmt_time).unwrap_or_default(),
+    }
+}
+
+/// Delete the snapshots the plan removes. The caller holds an exclusive lock.
+pub fn execute(repo: &Repository, decisions: &[ForgetDecision], now: Timestamp) -> Result<u64> {
+    repo.ensure_deletable("forget")?;
+    let (views, _) = crate::annotate::views(repo)?;
+    let annotations = crate::annotate::load(repo)?;
+    let mut removed = 0;
+    for d in decisions.iter().filter(|d| !d.keep) {
+        let Some(v) = views.iter().find(|v| v.id.to_hex() == d.id) else {
+            continue;
+        };
+        // Re-check at deletion time: a lock may have been added since the plan was made.
+        if v.locked_at(now) {
+            return Err(immutable(v));
+        }
+        match repo.backend().remove(FileType::Snapshot, &d.id) {
+            Ok(()) | Err(BackendError::NotFound { .. }) => removed += 1,
+            Err(e) => return Err(repo.backend_err()(e)),
+        }
+        for (aid, _) in annotations.get(&v.id).map(Vec::as_slice).unwrap_or(&[]) {
+            let _ = repo.backend().remove(FileType::Annotation, &aid.to_hex());
+        }
+    }
+    Ok(removed)
+}
