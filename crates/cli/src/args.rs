@@ -61,6 +61,8 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Write one file of a snapshot to standard output.
     Dump(DumpArgs),
+    /// Compare a live directory with a snapshot (content and metadata).
+    Verify(VerifyArgs),
     /// Show what changed between two snapshots.
     Diff(DiffArgs),
     /// Print a decrypted repository object as JSON (for debugging).
@@ -190,6 +192,9 @@ pub struct RestoreArgs {
     /// Show what would be restored without writing anything.
     #[arg(short = 'n', long)]
     pub dry_run: bool,
+    /// After restoring, re-read everything and prove it equals the snapshot.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub verify: bool,
 }
 
 #[derive(Args, Debug)]
@@ -364,4 +369,15 @@ pub enum RepairCommand {
         #[arg(short = 'n', long)]
         dry_run: bool,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// Snapshot: 'latest', an id or a unique prefix.
+    pub snapshot: String,
+    /// The directory or file to compare; its absolute path names the same path in the snapshot.
+    pub path: PathBuf,
+    /// Read every file, even those whose size, times and inode match the snapshot.
+    #[arg(long)]
+    pub read_all: bool,
 }

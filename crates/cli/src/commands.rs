@@ -10,6 +10,7 @@ use snapguard_backend::{Backend, LocalBackend};
 use snapguard_crypto::Cipher;
 use snapguard_engine::browse::{self, Change};
 use snapguard_engine::lock::{LockGuard, LockKind, LockOwner};
+use snapguard_engine::verify::VerifyOptions;
 use snapguard_engine::{filter, BackupOptions, InitOptions, Repository, RestoreOptions};
 use snapguard_format::{SnapshotFile, SnapshotId};
 use std::io::Write;
@@ -359,6 +360,20 @@ pub fn restore(g: &GlobalArgs, a: &RestoreArgs) -> Result<i32> {
     for n in &r.notes {
         eprintln!("note: {}: {}", n.path, n.message);
     }
+    let verified = if a.verify {
+        let vopts = VerifyOptions {
+            read_all: true,
+            includes: a.includes.clone(),
+            excludes: a.excludes.clone(),
+        };
+        let report = snapguard_engine::verify::verify(&repo, &snap, &sub, &a.target, &vopts)?;
+        for d in &report.differences {
+            eprintln!("differs: {}: {}", d.path, d.what);
+        }
+        Some(report)
+    } else {
+        None
+    };
     if g.json {
         print_json(
             &json!({"snapshot": id.to_hex(), "target": a.target, "dry_run": a.dry_run, "summary": r}),
@@ -379,14 +394,85 @@ pub fn restore(g: &GlobalArgs, a: &RestoreArgs) -> Result<i32> {
             a.target.display()
         );
     }
-    if !r.warnings.is_empty() {
+    if let Some(v) = &verified {
+        if !g.json && !g.quiet {
+            println!(
+                "verified {} entries ({} files, {} read): {}",
+                v.entries,
+                v.files_read,
+                render::size(v.bytes_read),
+                if v.differences.is_empty() {
+                    "identical to the snapshot".to_string()
+                } else {
+                    format!("{} difference(s)", v.differences.len())
+                }
+            );
+        }
+    }
+    let differs = verified.as_ref().is_some_and(|v| !v.differences.is_empty());
+    if !r.warnings.is_empty() || differs {
         eprintln!(
             "warning: {} item(s) could not be restored exactly (see above)",
-            r.warnings.len()
+            r.warnings
+                .len()
+                .max(verified.map(|v| v.differences.len()).unwrap_or(0))
         );
         return Ok(exit::PARTIAL_RESTORE);
     }
     Ok(0)
+}
+
+pub fn verify(g: &GlobalArgs, a: &VerifyArgs) -> Result<i32> {
+    let (repo, _lock) = open(g, LockKind::Shared, "verify")?;
+    let (id, snap) = repo.find_snapshot(&a.snapshot)?;
+    let abs = snapguard_engine::absolute_path(&a.path)?;
+    let opts = VerifyOptions {
+        read_all: a.read_all,
+        ..Default::default()
+    };
+    let target = if fsmeta_is_dir(&abs) {
+        abs.clone()
+    } else {
+        abs.parent()
+            .map(|p| p.to_path_buf())
+            .unwrap_or_else(|| abs.clone())
+    };
+    let report =
+        snapguard_engine::verify::verify(&repo, &snap, abs.as_os_str().as_bytes(), &target, &opts)
+            .map_err(|e| name_snapshot(e, &id))?;
+    if g.json {
+        print_json(
+            &json!({"snapshot": id.to_hex(), "path": abs, "identical": report.differences.is_empty(), "report": report}),
+        )?;
+    } else {
+        for d in &report.differences {
+            println!("differs: {}: {}", d.path, d.what);
+        }
+        if !g.quiet {
+            println!(
+                "compared {} entries with snapshot {}: {} file(s) read ({}), {} unchanged file(s) trusted by size, times and inode",
+                report.entries,
+                id.short(),
+                report.files_read,
+                render::size(report.bytes_read),
+                report.files_trusted
+            );
+        }
+        if report.differences.is_empty() {
+            println!("{} is identical to the snapshot", abs.display());
+        }
+    }
+    Ok(if report.differences.is_empty() {
+        0
+    } else {
+        exit::DIFFERS
+    })
+}
+
+fn fsmeta_is_dir(p: &std::path::Path) -> bool {
+    std::fs::symlink_metadata(p)
+        .map(|m| m.is_dir())
+        .unwrap_or(false)
 }
 
 pub fn dump(g: &GlobalArgs, a: &DumpArgs) -> Result<i32> {

@@ -28,6 +28,7 @@ pub mod exit {
     pub const NO_SPACE: i32 = 17;
     pub const TARGET_NOT_WRITABLE: i32 = 18;
     pub const REFUSED: i32 = 19;
+    pub const DIFFERS: i32 = 20;
 }
 
 fn exit_code(err: &anyhow::Error) -> i32 {
@@ -110,6 +111,7 @@ fn main() {
         Command::Restore(a) => commands::restore(g, a),
         Command::Dump(a) => commands::dump(g, a),
         Command::Diff(a) => commands::diff(g, a),
+        Command::Verify(a) => commands::verify(g, a),
         Command::Cat(a) => commands::cat(g, a),
         Command::Stats(a) => commands::stats(g, a),
         Command::Check(a) => maintenance::check(g, a),

@@ -21,6 +21,7 @@ pub mod prune;
 pub mod repair;
 mod repo;
 pub mod restore;
+pub mod verify;
 
 pub use backup::{absolute_path, backup, BackupOptions, BackupResult, BackupWarning};
 pub use crypt::Crypt;
