@@ -142,6 +142,7 @@ pub fn run(g: &GlobalArgs, cmd: &KeyCommand) -> Result<i32> {
         }
         KeyCommand::Passwd(a) => {
             let pw = secrets::new_password(a)?;
+            repo.ensure_deletable("key passwd (it removes the old key slot)")?;
             let old = repo.opened_slot();
             // Add first, remove second: a crash in between leaves both passwords working.
             let new = repo.add_key_slot(
