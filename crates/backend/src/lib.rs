@@ -7,8 +7,10 @@
 //! - `write` never replaces an existing file (write-once); it fails with `AlreadyExists`.
 //! - `read_range` returns exactly the requested bytes or an error.
 
+mod faulty;
 mod local;
 
+pub use faulty::{FaultPlan, FaultyBackend, Op, OpCounts, OpRecord, TornFile, INJECTED};
 pub use local::LocalBackend;
 
 use std::fmt;

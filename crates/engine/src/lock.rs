@@ -154,12 +154,16 @@ impl std::fmt::Debug for LockGuard {
 }
 
 fn describe(l: &LockFile) -> String {
-    let kind = if l.exclusive { "exclusively" } else { "" };
+    let kind = if l.exclusive { "locked exclusively" } else { "locked" };
     format!(
-        "locked {kind} by {} on host {} (pid {}, {}, since unix time {}, last heartbeat {})",
-        l.username, l.hostname, l.pid, l.operation, l.created.secs, l.heartbeat.secs
+        "{kind} by {} on host {} (pid {}, {}, since {}, last heartbeat {})",
+        l.username,
+        l.hostname,
+        l.pid,
+        l.operation,
+        crate::fmt_time(l.created),
+        crate::fmt_time(l.heartbeat)
     )
-    .replace("locked  by", "locked by")
 }
 
 /// Take a lock for `operation`.
