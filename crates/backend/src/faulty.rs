@@ -7,7 +7,7 @@
 //!   fail without reaching the wrapped backend — a process that died after `n` operations;
 //! - [`FaultyBackend::torn_write_at`]: write number `n` (counting from 0) stores only a prefix of
 //!   its data under the final name and then fails — a store that is not atomic, or an fsync that
-//!   was lost;
+//!   was lost ([`FaultyBackend::torn_write_silently_at`]: and reports success);
 //! - [`FaultyBackend::fail_removes`]: every `remove` fails and deletes nothing
 //!   ([`FaultyBackend::fail_removes_from`]: from remove number `n` on);
 //! - [`FaultyBackend::fail_replace_config`]: every `replace_config` fails and changes nothing.
@@ -49,6 +49,9 @@ pub struct FaultPlan {
     pub torn_write_at: Option<u64>,
     /// How many bytes a torn write keeps; `None` keeps half of the data (rounded down).
     pub torn_keep: Option<usize>,
+    /// A torn write reports success instead of failing (a lost fsync found only after the
+    /// caller went on).
+    pub torn_silently: bool,
     /// Removes with an index (counting removes from 0) at or above this fail; `Some(0)`: all.
     pub fail_removes_from: Option<u64>,
     /// Every `replace_config` fails.
@@ -187,6 +190,7 @@ impl FaultyBackend {
         let mut s = self.state();
         s.plan.torn_write_at = Some(n);
         s.plan.torn_keep = None;
+        s.plan.torn_silently = false;
     }
 
     /// Like [`FaultyBackend::torn_write_at`], keeping `keep` bytes (at most the whole data).
@@ -194,6 +198,16 @@ impl FaultyBackend {
         let mut s = self.state();
         s.plan.torn_write_at = Some(n);
         s.plan.torn_keep = Some(keep);
+        s.plan.torn_silently = false;
+    }
+
+    /// Write number `n` stores half of its data at the final name and reports success: the
+    /// damage of a lost fsync, which the caller only meets later.
+    pub fn torn_write_silently_at(&self, n: u64) {
+        let mut s = self.state();
+        s.plan.torn_write_at = Some(n);
+        s.plan.torn_keep = None;
+        s.plan.torn_silently = true;
     }
 
     /// Every `remove` fails from now on.
@@ -361,14 +375,35 @@ impl Backend for FaultyBackend {
             Verdict::Tear(keep) => {
                 // The prefix lands at the final name (the inner backend's own atomicity only
                 // makes sure it is exactly this prefix); the caller is told the write failed.
-                self.inner.write(t, name, &data[..keep])?;
-                self.state().torn.push(TornFile {
-                    file_type: t,
-                    name: name.to_string(),
-                    kept: keep,
-                    len: data.len(),
-                });
-                Err(self.injected_error(Op::Write, t.path(name)))
+                if let Err(e) = self.inner.write(t, name, &data[..keep]) {
+                    // Nothing was torn (e.g. the name exists): the wrapped backend's own error.
+                    let mut s = self.state();
+                    s.counts.injected -= 1;
+                    if let Some(r) = s
+                        .journal
+                        .iter_mut()
+                        .rev()
+                        .find(|r| r.op == Op::Write && r.injected && r.name == name)
+                    {
+                        r.injected = false;
+                    }
+                    return Err(e);
+                }
+                let silently = {
+                    let mut s = self.state();
+                    s.torn.push(TornFile {
+                        file_type: t,
+                        name: name.to_string(),
+                        kept: keep,
+                        len: data.len(),
+                    });
+                    s.plan.torn_silently
+                };
+                if silently {
+                    Ok(())
+                } else {
+                    Err(self.injected_error(Op::Write, t.path(name)))
+                }
             }
         }
     }
@@ -479,7 +514,12 @@ mod tests {
         let r = f.write(FileType::Snapshot, &name(3), b"three"); // 3: fails
         assert!(is_injected(&r), "{r:?}");
         assert!(is_injected(&f.read(FileType::Snapshot, &name(1))));
-        assert!(is_injected(&f.read_range(FileType::Snapshot, &name(1), 0, 1)));
+        assert!(is_injected(&f.read_range(
+            FileType::Snapshot,
+            &name(1),
+            0,
+            1
+        )));
         assert!(is_injected(&f.size(FileType::Snapshot, &name(1))));
         assert!(is_injected(&f.list(FileType::Snapshot)));
         assert!(is_injected(&f.remove(FileType::Snapshot, &name(1))));
@@ -558,6 +598,18 @@ mod tests {
     }
 
     #[test]
+    fn silent_torn_write_reports_success() -> Result<()> {
+        let (_dir, local, f) = setup();
+        f.torn_write_silently_at(0);
+        f.write(FileType::Snapshot, &name(1), b"0123456789")?;
+        assert_eq!(local.read(FileType::Snapshot, &name(1))?, b"01234");
+        assert_eq!(f.torn_files().len(), 1);
+        assert_eq!(f.injected(), 1);
+        assert!(f.journal()[1].injected);
+        Ok(())
+    }
+
+    #[test]
     fn torn_write_keeps_write_once() -> Result<()> {
         let (_dir, local, f) = setup();
         f.write(FileType::Pack, &name(1), b"original")?;
@@ -570,6 +622,7 @@ mod tests {
         ));
         assert_eq!(local.read(FileType::Pack, &name(1))?, b"original");
         assert!(f.torn_files().is_empty());
+        assert_eq!(f.injected(), 0);
         Ok(())
     }
 

@@ -150,6 +150,10 @@ pub struct BackupArgs {
     /// Compare against this snapshot instead of the latest one of this host and these paths.
     #[arg(long)]
     pub parent: Option<String>,
+    /// Compression of new data: off, fast (zstd 1), auto (zstd 3, the default), max (zstd 19),
+    /// or a zstd level 1-22. Incompressible chunks are always stored as they are.
+    #[arg(long)]
+    pub compression: Option<String>,
 }
 
 #[derive(Args, Debug)]

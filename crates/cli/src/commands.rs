@@ -150,6 +150,12 @@ pub fn backup(g: &GlobalArgs, a: &BackupArgs) -> Result<i32> {
         dry_run: a.dry_run,
         parent,
         force: a.force,
+        compression: a
+            .compression
+            .as_deref()
+            .map(parse_compression)
+            .transpose()?,
+        threads: None,
         program_version: format!("snapguard {}", env!("CARGO_PKG_VERSION")),
     };
     let r = snapguard_engine::backup(&mut repo, &opts)?;
@@ -204,6 +210,25 @@ pub fn backup(g: &GlobalArgs, a: &BackupArgs) -> Result<i32> {
         return Ok(exit::INCOMPLETE_BACKUP);
     }
     Ok(0)
+}
+
+/// `--compression off|fast|auto|max|LEVEL`.
+fn parse_compression(s: &str) -> Result<snapguard_engine::CompressionChoice> {
+    use snapguard_engine::CompressionChoice::{Level, Off};
+    Ok(match s {
+        "off" | "none" => Off,
+        "fast" => Level(1),
+        "auto" => Level(3),
+        "max" => Level(19),
+        n => match n.parse::<i32>() {
+            Ok(l) if (1..=22).contains(&l) => Level(l),
+            _ => {
+                return Err(crate::usage!(
+                    "invalid compression {s:?}: use off, fast, auto, max or a zstd level 1-22"
+                ))
+            }
+        },
+    })
 }
 
 pub fn snapshots(g: &GlobalArgs, a: &SnapshotsArgs) -> Result<i32> {
@@ -540,13 +565,19 @@ pub fn cat(g: &GlobalArgs, a: &CatArgs) -> Result<i32> {
         "index" => {
             let name = need_id()?;
             let idx = repo.read_index(&name)?;
-            serde_json::to_value(&idx)?
+            json!({
+                "packs": idx.packs.iter().map(|p| json!({
+                    "id": p.id.to_hex(), "size": p.size, "epoch": p.epoch, "cipher_code": p.cipher_code,
+                    "blobs": p.blobs.iter().map(render::pack_blob_json).collect::<Vec<_>>(),
+                })).collect::<Vec<_>>(),
+                "supersedes": idx.supersedes.iter().map(|i| i.to_hex()).collect::<Vec<_>>(),
+            })
         }
         "key" => return crate::keys::cat(&repo, &need_id()?),
         "pack" => {
             let id = snapguard_format::PackId::from_hex(&need_id()?)?;
             let blobs = repo.read_pack_header(&id)?;
-            serde_json::to_value(&blobs)?
+            json!(blobs.iter().map(render::pack_blob_json).collect::<Vec<_>>())
         }
         other => bail!("unknown object kind {other}"),
     };

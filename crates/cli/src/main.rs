@@ -31,8 +31,33 @@ pub mod exit {
     pub const DIFFERS: i32 = 20;
 }
 
+/// A bad option value (exit code 2, like clap's own usage errors).
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// `Err(usage!("..."))`: a usage error with a formatted message.
+#[macro_export]
+macro_rules! usage {
+    ($($arg:tt)*) => { anyhow::Error::new($crate::UsageError(format!($($arg)*))) };
+}
+
 fn exit_code(err: &anyhow::Error) -> i32 {
     for cause in err.chain() {
+        if cause.downcast_ref::<UsageError>().is_some()
+            || cause
+                .downcast_ref::<snapguard_policy::PolicyError>()
+                .is_some()
+        {
+            return exit::USAGE;
+        }
         if let Some(e) = cause.downcast_ref::<EngineError>() {
             return match e {
                 EngineError::RepositoryNotFound { .. } => exit::NO_REPOSITORY,

@@ -3,7 +3,7 @@
 use crate::args::*;
 use crate::commands::open;
 use crate::render;
-use anyhow::{bail, Result};
+use anyhow::Result;
 use serde_json::json;
 use snapguard_engine::check::{CheckOptions, ReadData};
 use snapguard_engine::lock::LockKind;
@@ -22,24 +22,28 @@ pub fn parse_size(s: &str) -> Result<u64> {
                 "M" => 1 << 20,
                 "G" => 1 << 30,
                 "T" => 1 << 40,
-                _ => bail!("invalid size {s:?}: use a number with an optional K, M, G or T suffix"),
+                _ => {
+                    return Err(crate::usage!(
+                        "invalid size {s:?}: use a number with an optional K, M, G or T suffix"
+                    ))
+                }
             };
             (&t[..i], m)
         }
         None => (t, 1),
     };
     let n: f64 = num.trim().parse().map_err(|_| {
-        anyhow::anyhow!("invalid size {s:?}: use a number with an optional K, M, G or T suffix")
+        crate::usage!("invalid size {s:?}: use a number with an optional K, M, G or T suffix")
     })?;
     if n < 0.0 {
-        bail!("invalid size {s:?}: must not be negative");
+        return Err(crate::usage!("invalid size {s:?}: must not be negative"));
     }
     Ok((n * mult as f64) as u64)
 }
 
 pub fn prune(g: &GlobalArgs, a: &PruneArgs) -> Result<i32> {
     if !(0.0..=100.0).contains(&a.max_unused) {
-        bail!("--max-unused must be between 0 and 100");
+        return Err(crate::usage!("--max-unused must be between 0 and 100"));
     }
     let opts = PruneOptions {
         max_unused_percent: a.max_unused,
@@ -127,21 +131,23 @@ fn parse_read_data(a: &CheckArgs) -> Result<ReadData> {
             let pct: f64 = p
                 .trim()
                 .parse()
-                .map_err(|_| anyhow::anyhow!("invalid subset {s:?}: use N% or n/m"))?;
+                .map_err(|_| crate::usage!("invalid subset {s:?}: use N% or n/m"))?;
             return Ok(ReadData::Percent(pct));
         }
         if let Some((n, m)) = s.split_once('/') {
             let n: u32 = n
                 .trim()
                 .parse()
-                .map_err(|_| anyhow::anyhow!("invalid subset {s:?}: use N% or n/m"))?;
+                .map_err(|_| crate::usage!("invalid subset {s:?}: use N% or n/m"))?;
             let m: u32 = m
                 .trim()
                 .parse()
-                .map_err(|_| anyhow::anyhow!("invalid subset {s:?}: use N% or n/m"))?;
+                .map_err(|_| crate::usage!("invalid subset {s:?}: use N% or n/m"))?;
             return Ok(ReadData::Subset { n, m });
         }
-        bail!("invalid subset {s:?}: use N% (e.g. 10%) or n/m (e.g. 1/7)");
+        return Err(crate::usage!(
+            "invalid subset {s:?}: use N% (e.g. 10%) or n/m (e.g. 1/7)"
+        ));
     }
     if let Some(d) = &a.read_data_since {
         let secs = snapguard_policy::parse_duration(d)?;

@@ -46,7 +46,7 @@ pub fn now() -> Timestamp {
 
 pub fn parse_time(s: &str) -> anyhow::Result<Timestamp> {
     let d: DateTime<chrono::FixedOffset> = DateTime::parse_from_rfc3339(s).map_err(|e| {
-        anyhow::anyhow!("invalid time {s:?}: {e}; use RFC 3339, e.g. 2026-01-31T12:00:00Z")
+        crate::usage!("invalid time {s:?}: {e}; use RFC 3339, e.g. 2026-01-31T12:00:00Z")
     })?;
     Ok(Timestamp {
         secs: d.timestamp(),
@@ -167,6 +167,18 @@ pub fn snapshot_json(id: &SnapshotId, s: &SnapshotFile) -> Value {
         "excludes": s.excludes,
         "program_version": s.program_version,
         "summary": s.summary,
+    })
+}
+
+/// One blob of a pack header or index entry, ids in hex.
+pub fn pack_blob_json(b: &snapguard_format::PackBlob) -> Value {
+    json!({
+        "id": b.id.to_hex(),
+        "type": match b.kind { snapguard_format::BlobType::Data => "data", snapguard_format::BlobType::Tree => "tree" },
+        "offset": b.offset,
+        "length": b.length,
+        "raw_length": b.raw_length,
+        "compression": match b.compression { snapguard_format::Compression::None => "none", snapguard_format::Compression::Zstd => "zstd" },
     })
 }
 

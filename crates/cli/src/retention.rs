@@ -55,7 +55,14 @@ pub fn forget(g: &GlobalArgs, a: &ForgetArgs) -> Result<i32> {
     }
     let mut ids = Vec::new();
     for s in &a.snapshots {
-        ids.push(repo.find_snapshot(s)?.0);
+        match repo.find_snapshot(s) {
+            Ok((id, _)) => ids.push(id),
+            // A damaged snapshot file can still be forgotten by its id.
+            Err(snapguard_engine::Error::Corrupt { .. }) if s != "latest" => {
+                ids.push(repo.resolve_snapshot_name(s)?)
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     let now = render::now();
     let (views, damaged) = snapguard_engine::annotate::views(&repo)?;
@@ -199,10 +206,10 @@ pub fn lock(g: &GlobalArgs, a: &LockArgs) -> Result<i32> {
             secs: now.secs + snapguard_policy::parse_duration(f)?,
             nanos: 0,
         },
-        (None, None) => bail!("give --until TIME or --for DURATION"),
+        (None, None) => return Err(crate::usage!("give --until TIME or --for DURATION")),
     };
     if until <= now {
-        bail!("the lock must end in the future");
+        return Err(crate::usage!("the lock must end in the future"));
     }
     let (repo, _lock) = open(g, LockKind::Shared, "lock")?;
     let v = current_view(&repo, &a.snapshot)?;

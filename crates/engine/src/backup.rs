@@ -12,13 +12,11 @@
 
 use crate::filter::PathFilter;
 use crate::fsmeta::{self, NameCache, StatInfo};
-use crate::pack::PackWriter;
 use crate::{Error, Repository, Result};
-use snapguard_backend::FileType;
 use snapguard_chunker::{Chunker, ChunkerParams, StreamChunker};
 use snapguard_format::{
-    BlobId, BlobType, ContentPart, IndexPack, Node, NodeKind, SnapshotFile, SnapshotId,
-    SnapshotSummary, Timestamp, Tree, TreeId, NODE_CHANGED_WHILE_READ,
+    BlobId, BlobType, ContentPart, Node, NodeKind, SnapshotFile, SnapshotId, SnapshotSummary,
+    Timestamp, Tree, TreeId, NODE_CHANGED_WHILE_READ,
 };
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
@@ -27,11 +25,13 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::time::Instant;
 
+mod pipeline;
 mod walk;
+
+use pipeline::{Job, Pipeline, PipelineConfig};
 
 const READ_BUF: usize = 4 << 20;
 const MAX_READ_ATTEMPTS: usize = 3;
-const PACKS_PER_INDEX: usize = 64;
 const CACHEDIR_SIGNATURE: &[u8] = b"Signature: 8a477f597d28d172789f06886806bc55";
 
 /// What to back up and how.
@@ -50,7 +50,20 @@ pub struct BackupOptions {
     pub parent: Option<SnapshotId>,
     /// Read every file even if the parent says it is unchanged.
     pub force: bool,
+    /// Compression for new blobs (None: the repository's default level).
+    pub compression: Option<CompressionChoice>,
+    /// Compression threads (None: one per core).
+    pub threads: Option<usize>,
     pub program_version: String,
+}
+
+/// How to compress new blobs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CompressionChoice {
+    /// Store blobs as they are.
+    Off,
+    /// zstd at this level (incompressible blobs are still stored raw).
+    Level(i32),
 }
 
 /// Something the user should hear about: an unreadable file (error) or a skipped socket (note).
@@ -99,16 +112,13 @@ struct Archiver<'r> {
     opts: &'r BackupOptions,
     chunker: Chunker,
     excludes: PathFilter,
-    pack: Option<PackWriter>,
-    /// Blobs in the pack under construction (not yet in the index).
+    pipeline: Pipeline,
+    /// Blobs submitted to the pipeline by this backup (not in the loaded index).
     pending: HashSet<BlobId>,
-    /// Packs written but not yet listed in an index file.
-    unindexed: Vec<IndexPack>,
     hardlinks: HashMap<(u64, u64), (Timestamp, u64, Vec<ContentPart>)>,
     names: NameCache,
     summary: SnapshotSummary,
     warnings: Vec<BackupWarning>,
-    level: i32,
     buf: Vec<u8>,
 }
 
@@ -152,15 +162,32 @@ pub fn backup(repo: &mut Repository, opts: &BackupOptions) -> Result<BackupResul
         Some((_, s)) => Some(repo.read_tree(&s.tree)?),
         None => None,
     };
+    let level = match opts.compression {
+        Some(CompressionChoice::Off) => None,
+        Some(CompressionChoice::Level(l)) => Some(l),
+        None => Some(cfg.compression_level),
+    };
+    let pipeline = Pipeline::start(
+        repo.backend_arc(),
+        repo.crypt().clone(),
+        PipelineConfig {
+            level,
+            pack_target: cfg.pack_target_size as usize,
+            threads: opts.threads.unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(2)
+            }),
+            dry_run: opts.dry_run,
+        },
+    );
     let mut a = Archiver {
-        level: cfg.compression_level,
         repo,
         opts,
         chunker,
         excludes: PathFilter::new(&opts.excludes)?,
-        pack: None,
+        pipeline,
         pending: HashSet::new(),
-        unindexed: Vec::new(),
         hardlinks: HashMap::new(),
         names: NameCache::default(),
         summary: SnapshotSummary::default(),
@@ -169,8 +196,18 @@ pub fn backup(repo: &mut Repository, opts: &BackupOptions) -> Result<BackupResul
     };
     let root = walk::VirtualDir::from_paths(&paths);
     let tree = a.save_virtual(&root, Path::new("/"), parent_tree.as_ref())?;
-    a.flush_pack()?;
-    a.write_index()?;
+    // Packs, then the index files listing them, are durable once the pipeline finishes; only
+    // then is the snapshot written.
+    let Archiver {
+        repo: repo_ref,
+        pipeline,
+        mut summary,
+        warnings,
+        ..
+    } = a;
+    let packed = pipeline.finish()?;
+    summary.bytes_stored = packed.bytes_stored;
+    let mut a = Finished { summary, warnings };
     a.summary.duration_ms = start.elapsed().as_millis() as u64;
     a.summary.errors = a.warnings.iter().filter(|w| w.error).count() as u64;
     let snapshot = SnapshotFile {
@@ -193,7 +230,7 @@ pub fn backup(repo: &mut Repository, opts: &BackupOptions) -> Result<BackupResul
     let snapshot_id = if opts.dry_run {
         None
     } else {
-        Some(a.repo.save_snapshot(&snapshot)?)
+        Some(repo_ref.save_snapshot(&snapshot)?)
     };
     Ok(BackupResult {
         snapshot_id,
@@ -517,7 +554,7 @@ impl Archiver<'_> {
                 pos += n as u64;
                 self.summary.bytes_read += n as u64;
                 for chunk in sc.push(&buf[..n]) {
-                    parts.push(self.store_data(&chunk)?);
+                    parts.push(self.store_data(chunk)?);
                 }
             }
             Ok(())
@@ -525,93 +562,42 @@ impl Archiver<'_> {
         self.buf = buf;
         res?;
         for chunk in sc.finish() {
-            parts.push(self.store_data(&chunk)?);
+            parts.push(self.store_data(chunk)?);
         }
         Ok(pos)
     }
 
-    fn store_data(&mut self, chunk: &[u8]) -> std::result::Result<ContentPart, FileError> {
+    fn store_data(&mut self, chunk: Vec<u8>) -> std::result::Result<ContentPart, FileError> {
+        let len = chunk.len() as u32;
         let id = self
             .store_blob(BlobType::Data, chunk)
             .map_err(FileError::Fatal)?;
-        Ok(ContentPart::Data {
-            id,
-            len: chunk.len() as u32,
-        })
+        Ok(ContentPart::Data { id, len })
     }
 
     fn save_tree(&mut self, mut tree: Tree) -> Result<TreeId> {
         tree.sort();
         let bytes = tree.encode();
-        Ok(TreeId::from(self.store_blob(BlobType::Tree, &bytes)?))
+        Ok(TreeId::from(self.store_blob(BlobType::Tree, bytes)?))
     }
 
     /// Store a blob unless the repository already has it.
-    fn store_blob(&mut self, kind: BlobType, data: &[u8]) -> Result<BlobId> {
-        let id = BlobId(self.repo.crypt().id_of(data));
-        if self.repo.index().contains(&id) || self.pending.contains(&id) {
+    fn store_blob(&mut self, kind: BlobType, data: Vec<u8>) -> Result<BlobId> {
+        let id = BlobId(self.repo.crypt().id_of(&data));
+        if self.repo.index().contains(&id) || !self.pending.insert(id) {
             return Ok(id);
         }
-        if self.pack.is_none() {
-            self.pack = Some(PackWriter::new(self.repo.crypt())?);
-        }
-        let target = self.repo.config().pack_target_size as usize;
-        let full = match self.pack.as_mut() {
-            Some(pack) => {
-                let stored = pack.add(id, kind, data, self.level)?;
-                self.summary.bytes_added += data.len() as u64;
-                self.summary.bytes_stored += u64::from(stored);
-                self.summary.blobs_added += 1;
-                pack.len() >= target
-            }
-            None => false,
-        };
-        self.pending.insert(id);
-        if full {
-            self.flush_pack()?;
-        }
+        self.summary.bytes_added += data.len() as u64;
+        self.summary.blobs_added += 1;
+        self.pipeline.submit(Job { id, kind, data })?;
         Ok(id)
     }
+}
 
-    fn flush_pack(&mut self) -> Result<()> {
-        let Some(pack) = self.pack.take() else {
-            return Ok(());
-        };
-        if pack.is_empty() {
-            return Ok(());
-        }
-        let done = pack.finish();
-        let name = done.id.to_hex();
-        if !self.opts.dry_run {
-            self.repo
-                .backend()
-                .write(FileType::Pack, &name, &done.bytes)
-                .map_err(self.repo.backend_err())?;
-        }
-        let entry = IndexPack {
-            id: done.id,
-            size: done.bytes.len() as u64,
-            epoch: done.epoch,
-            cipher_code: done.cipher_code,
-            blobs: done.blobs,
-        };
-        self.repo.index_mut().add_pack(&entry);
-        self.pending.clear();
-        self.unindexed.push(entry);
-        if self.unindexed.len() >= PACKS_PER_INDEX {
-            self.write_index()?;
-        }
-        Ok(())
-    }
-
-    fn write_index(&mut self) -> Result<()> {
-        if self.unindexed.is_empty() || self.opts.dry_run {
-            return Ok(());
-        }
-        let packs = std::mem::take(&mut self.unindexed);
-        self.repo.write_index(packs)?;
-        Ok(())
-    }
+/// What is left of the archiver once the pipeline is done.
+struct Finished {
+    summary: SnapshotSummary,
+    warnings: Vec<BackupWarning>,
 }
 
 enum FileError {

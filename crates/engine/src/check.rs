@@ -127,30 +127,40 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
         .collect();
     r.packs = packs.len() as u64;
     let mut present = Vec::new();
+    // Blobs whose data is gone or damaged; the files using them are named at the end.
+    let mut bad_blobs: HashSet<BlobId> = HashSet::new();
     for p in packs.values() {
         match files.get(&p.id.to_hex()) {
-            None => r.error(
-                pack_name(&p.id),
-                format!(
-                    "listed in the index with {} blobs but the file is missing",
-                    p.blobs.len()
-                ),
-            ),
-            Some(&size) if size != p.size => r.error(
-                pack_name(&p.id),
-                format!(
-                    "has {size} bytes but the index says {} (truncated or damaged)",
-                    p.size
-                ),
-            ),
+            None => {
+                r.error(
+                    pack_name(&p.id),
+                    format!(
+                        "listed in the index with {} blobs but the file is missing",
+                        p.blobs.len()
+                    ),
+                );
+                bad_blobs.extend(p.blobs.iter().map(|b| b.id));
+            }
+            Some(&size) if size != p.size => {
+                r.error(
+                    pack_name(&p.id),
+                    format!(
+                        "has {size} bytes but the index says {} (truncated or damaged)",
+                        p.size
+                    ),
+                );
+                bad_blobs.extend(p.blobs.iter().map(|b| b.id));
+            }
             Some(_) => present.push(p),
         }
     }
-    let locked = !repo
-        .backend()
-        .list(FileType::Lock)
-        .map_err(repo.backend_err())?
-        .is_empty();
+    // Other processes' live locks (ours is always there): a leftover pack may be theirs.
+    let host = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let locked = crate::lock::list_locks(repo.backend(), repo.crypt(), &host)?
+        .iter()
+        .any(|l| !l.stale && l.lock.pid != std::process::id());
     for name in files.keys() {
         let known = PackId::from_hex(name)
             .map(|id| packs.contains_key(&id))
@@ -189,7 +199,6 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
     r.trees = seen_trees.len() as u64;
     // Data.
     let chosen = choose_packs(&present, opts)?;
-    let mut bad_blobs: HashSet<BlobId> = HashSet::new();
     let mut verified = Vec::new();
     for p in chosen {
         match read_pack(repo, p, &mut r, &mut bad_blobs) {

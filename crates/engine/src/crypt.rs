@@ -19,6 +19,7 @@ pub(crate) const PACK_HEADER_NONCE: u64 = u64::MAX;
 pub(crate) const MAX_BLOB_PLAINTEXT: u32 = 256 << 20;
 
 /// The unlocked keys of a repository plus its cipher.
+#[derive(Clone)]
 pub struct Crypt {
     pub(crate) bundle: KeyBundle,
     pub(crate) cipher: Cipher,

@@ -66,6 +66,23 @@ pub fn plan(views: &[SnapshotView], opts: &ForgetOptions) -> Result<Vec<ForgetDe
         };
     if !opts.ids.is_empty() {
         let mut out = Vec::new();
+        // Snapshots named on the command line whose files cannot be read: forgetting them is
+        // the way to get rid of a damaged snapshot file (prune refuses while one exists).
+        for id in &opts.ids {
+            if !views.iter().any(|v| v.id == *id) {
+                out.push(ForgetDecision {
+                    id: id.to_hex(),
+                    short_id: id.short(),
+                    time_secs: 0,
+                    hostname: String::new(),
+                    paths: Vec::new(),
+                    tags: Vec::new(),
+                    keep: false,
+                    reasons: vec!["named on the command line (snapshot file unreadable)".into()],
+                    group: String::new(),
+                });
+            }
+        }
         for v in views {
             if opts.ids.contains(&v.id) {
                 if v.locked_at(opts.now) {
@@ -133,18 +150,28 @@ pub fn execute(repo: &Repository, decisions: &[ForgetDecision], now: Timestamp) 
     let annotations = crate::annotate::load(repo)?;
     let mut removed = 0;
     for d in decisions.iter().filter(|d| !d.keep) {
-        let Some(v) = views.iter().find(|v| v.id.to_hex() == d.id) else {
+        let Ok(id) = SnapshotId::from_hex(&d.id) else {
             continue;
         };
-        // Re-check at deletion time: a lock may have been added since the plan was made.
-        if v.locked_at(now) {
-            return Err(immutable(v));
+        // Re-check at deletion time: a lock may have been added since the plan was made. A
+        // damaged snapshot file has no view; its annotations still say whether it is locked.
+        let until = match views.iter().find(|v| v.id == id) {
+            Some(v) => v.lock_until,
+            None => annotations
+                .get(&id)
+                .and_then(|a| a.iter().filter_map(|(_, x)| x.lock_until).max()),
+        };
+        if until.is_some_and(|u| u > now) {
+            return Err(Error::Immutable {
+                snapshot: id.short(),
+                until: until.map(crate::fmt_time).unwrap_or_default(),
+            });
         }
         match repo.backend().remove(FileType::Snapshot, &d.id) {
             Ok(()) | Err(BackendError::NotFound { .. }) => removed += 1,
             Err(e) => return Err(repo.backend_err()(e)),
         }
-        for (aid, _) in annotations.get(&v.id).map(Vec::as_slice).unwrap_or(&[]) {
+        for (aid, _) in annotations.get(&id).map(Vec::as_slice).unwrap_or(&[]) {
             let _ = repo.backend().remove(FileType::Annotation, &aid.to_hex());
         }
     }

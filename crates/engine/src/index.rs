@@ -45,6 +45,11 @@ impl Index {
         self.blobs.contains_key(id)
     }
 
+    /// Size of a pack as recorded in the index.
+    pub fn pack_size(&self, id: &PackId) -> Option<u64> {
+        self.packs.get(id).copied()
+    }
+
     pub fn blob_count(&self) -> usize {
         self.blobs.len()
     }

@@ -23,7 +23,9 @@ mod repo;
 pub mod restore;
 pub mod verify;
 
-pub use backup::{absolute_path, backup, BackupOptions, BackupResult, BackupWarning};
+pub use backup::{
+    absolute_path, backup, BackupOptions, BackupResult, BackupWarning, CompressionChoice,
+};
 pub use crypt::Crypt;
 pub use error::{Error, Result};
 pub use repo::{probe, InitOptions, KeySlotInfo, Repository, Secret};

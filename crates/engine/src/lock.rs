@@ -119,7 +119,10 @@ pub fn list_locks(backend: &dyn Backend, crypt: &Crypt, hostname: &str) -> Resul
                 out.push(LockInfo { id, lock, stale });
             }
             Err(e) => {
-                tracing::warn!("{e}");
+                // Lock files are written atomically (temporary name, then link), so a live
+                // process's lock is never seen half-written: an unreadable lock is damage left
+                // by a crash or tampering, never a running operation. Treat it as stale.
+                tracing::warn!("{e}; treating it as stale");
                 out.push(LockInfo {
                     id,
                     lock: LockFile {
@@ -129,9 +132,9 @@ pub fn list_locks(backend: &dyn Backend, crypt: &Crypt, hostname: &str) -> Resul
                         exclusive: true,
                         operation: "unreadable lock file".into(),
                         created: Timestamp::default(),
-                        heartbeat: now,
+                        heartbeat: Timestamp::default(),
                     },
-                    stale: false,
+                    stale: true,
                 });
             }
         }
@@ -154,7 +157,11 @@ impl std::fmt::Debug for LockGuard {
 }
 
 fn describe(l: &LockFile) -> String {
-    let kind = if l.exclusive { "locked exclusively" } else { "locked" };
+    let kind = if l.exclusive {
+        "locked exclusively"
+    } else {
+        "locked"
+    };
     format!(
         "{kind} by {} on host {} (pid {}, {}, since {}, last heartbeat {})",
         l.username,

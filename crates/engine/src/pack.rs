@@ -73,17 +73,25 @@ impl PackWriter {
         level: i32,
     ) -> Result<u32> {
         let (compression, body) = compress(plaintext, level);
-        let raw_length = u32::try_from(plaintext.len())
-            .map_err(|_| Error::InvalidArgument("blob too large".into()))?;
+        self.add_compressed(id, kind, compression, &body, plaintext.len())
+    }
+
+    /// Seal one blob that was already compressed (or deliberately left raw) by the caller.
+    pub(crate) fn add_compressed(
+        &mut self,
+        id: BlobId,
+        kind: BlobType,
+        compression: snapguard_format::Compression,
+        body: &[u8],
+        raw_len: usize,
+    ) -> Result<u32> {
+        let raw_length =
+            u32::try_from(raw_len).map_err(|_| Error::InvalidArgument("blob too large".into()))?;
         let offset = u32::try_from(self.buf.len())
             .map_err(|_| Error::InvalidArgument("pack too large".into()))?;
         let aad = blob_aad(kind, compression, &id, raw_length);
-        self.key.seal_into(
-            &counter_nonce(u64::from(offset)),
-            &aad,
-            &body,
-            &mut self.buf,
-        );
+        self.key
+            .seal_into(&counter_nonce(u64::from(offset)), &aad, body, &mut self.buf);
         let length = self.buf.len() as u32 - offset;
         self.blobs.push(PackBlob {
             id,

@@ -79,13 +79,22 @@ impl PrunePlan {
 
 /// Every blob reachable from the repository's snapshots.
 pub fn used_blobs(repo: &Repository) -> Result<(HashSet<BlobId>, u64)> {
+    if let Some(e) = repo.index_errors().first() {
+        // A damaged index file hides which packs hold which blobs: pruning could delete data.
+        return Err(Error::Corrupt {
+            object: "repository".into(),
+            detail: format!(
+                "{e}; refusing to prune until 'snapguard repair index' has rebuilt the index"
+            ),
+        });
+    }
     let (snaps, damaged) = repo.list_snapshots_report()?;
     if let Some(e) = damaged.into_iter().next() {
         // Pruning with an unreadable snapshot could delete the data it refers to.
         return Err(Error::Corrupt {
             object: "repository".into(),
             detail: format!(
-                "{e}; refusing to prune until 'snapguard check' passes or the snapshot is repaired"
+                "{e}; refusing to prune while a snapshot cannot be read (if it cannot be recovered, remove it with 'snapguard forget ID')"
             ),
         });
     }

@@ -109,6 +109,18 @@ struct Saver<'r> {
     dry_run: bool,
     written: Vec<IndexPack>,
     pending: std::collections::HashSet<BlobId>,
+    /// Packs the index lists but whose file is missing or has the wrong size.
+    lost_packs: std::collections::HashSet<PackId>,
+}
+
+impl Saver<'_> {
+    /// Whether a blob's data is gone: not indexed, or its pack is missing or truncated.
+    fn lost(&self, id: &BlobId) -> bool {
+        match self.repo.index().get(id) {
+            None => true,
+            Some(loc) => self.lost_packs.contains(&loc.pack),
+        }
+    }
 }
 
 impl Saver<'_> {
@@ -188,9 +200,10 @@ impl Saver<'_> {
             if let Some(sub) = node.subtree {
                 node.subtree = Some(self.fix(sub, &child, lost, memo)?);
             }
-            let missing = node.content.iter().any(
-                |c| matches!(c, ContentPart::Data { id, .. } if !self.repo.index().contains(id)),
-            );
+            let missing = node
+                .content
+                .iter()
+                .any(|c| matches!(c, ContentPart::Data { id, .. } if self.lost(id)));
             if missing {
                 lost.push(String::from_utf8_lossy(&child).into_owned());
                 continue;
@@ -214,12 +227,25 @@ pub fn repair_snapshots(
     dry_run: bool,
 ) -> Result<Vec<SnapshotRepair>> {
     let (snaps, _) = repo.list_snapshots_report()?;
+    let files: HashMap<String, u64> = repo
+        .backend()
+        .list(FileType::Pack)
+        .map_err(repo.backend_err())?
+        .into_iter()
+        .collect();
+    let mut lost_packs = std::collections::HashSet::new();
+    for (_, loc) in repo.index().iter() {
+        if files.get(&loc.pack.to_hex()).copied() != repo.index().pack_size(&loc.pack) {
+            lost_packs.insert(loc.pack);
+        }
+    }
     let mut saver = Saver {
         repo,
         pack: None,
         dry_run,
         written: Vec::new(),
         pending: Default::default(),
+        lost_packs,
     };
     let mut memo = HashMap::new();
     let mut fixed: Vec<(SnapshotId, snapguard_format::SnapshotFile, Vec<String>)> = Vec::new();
@@ -232,6 +258,8 @@ pub fn repair_snapshots(
         let mut new = snap.clone();
         new.tree = tree;
         new.parent = Some(id);
+        // The original's counters describe the original, not what is left.
+        new.summary = None;
         if !new.tags.iter().any(|t| t == "repaired") {
             new.tags.push("repaired".into());
         }

@@ -257,6 +257,11 @@ impl Repository {
         })
     }
 
+    /// A shared handle on the backend (for worker threads).
+    pub fn backend_arc(&self) -> Arc<dyn Backend> {
+        self.backend.clone()
+    }
+
     pub fn backend(&self) -> &dyn Backend {
         &*self.backend
     }
@@ -279,10 +284,6 @@ impl Repository {
 
     pub fn index(&self) -> &Index {
         &self.index
-    }
-
-    pub(crate) fn index_mut(&mut self) -> &mut Index {
-        &mut self.index
     }
 
     /// The key slot this session was opened with.
@@ -551,6 +552,36 @@ impl Repository {
         }
         out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
         Ok((out, errors))
+    }
+
+    /// Resolve a full id or unique prefix from file names alone, without reading the snapshot
+    /// (for removing damaged snapshot files).
+    pub fn resolve_snapshot_name(&self, spec: &str) -> Result<SnapshotId> {
+        let spec_lc = spec.to_ascii_lowercase();
+        let names = self
+            .backend
+            .list(FileType::Snapshot)
+            .map_err(self.backend_err())?;
+        let m: Vec<&String> = names
+            .iter()
+            .map(|(n, _)| n)
+            .filter(|n| n.starts_with(&spec_lc))
+            .collect();
+        match m.as_slice() {
+            [one] if spec.len() >= 4 => {
+                SnapshotId::from_hex(one).map_err(|e| Error::corrupt(format!("snapshots/{one}"), e))
+            }
+            [] | [_] => Err(Error::SnapshotNotFound {
+                spec: spec.to_string(),
+            }),
+            many => Err(Error::AmbiguousSnapshot {
+                spec: spec.to_string(),
+                candidates: many
+                    .iter()
+                    .map(|n| n[..12.min(n.len())].to_string())
+                    .collect(),
+            }),
+        }
     }
 
     /// Resolve `latest`, a full id or a unique prefix of at least 4 hex digits.

@@ -1,7 +1,9 @@
 //! End-to-end tests of the `snapguard` binary (one test binary, many modules).
 
 mod commands;
+mod crash;
 mod errors;
 mod fidelity;
 mod golden;
+mod maintenance;
 mod support;

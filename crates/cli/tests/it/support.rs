@@ -18,7 +18,12 @@ pub struct XorShift(u64);
 
 impl XorShift {
     pub fn new(seed: u64) -> Self {
-        XorShift((seed ^ 0x9E37_79B9_7F4A_7C15) | 1)
+        // splitmix64 of the seed, so that neighbouring seeds give unrelated streams (a plain
+        // `seed | 1` made seeds 2k and 2k+1 identical).
+        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        XorShift((z ^ (z >> 31)) | 1)
     }
 
     pub fn next_u64(&mut self) -> u64 {

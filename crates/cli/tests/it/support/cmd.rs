@@ -257,3 +257,26 @@ pub fn spec(snapshot: &str, path: &Path) -> OsString {
     s.push(path.as_os_str());
     s
 }
+
+impl Sg {
+    /// A `std::process::Command` for the binary with this repository's environment (for
+    /// commands that must run in the background: to be stopped, killed or raced).
+    pub fn std_command(&self) -> std::process::Command {
+        let mut cmd = match self.wrapper.split_first() {
+            None => std::process::Command::new(&self.bin),
+            Some((w, rest)) => {
+                let mut c = std::process::Command::new(w);
+                c.args(rest).arg(&self.bin);
+                c
+            }
+        };
+        cmd.env("SNAPGUARD_REPOSITORY", &self.repo)
+            .env("SNAPGUARD_PASSWORD", PASSWORD)
+            .env("SNAPGUARD_CACHE_DIR", &self.cache)
+            .env_remove("SNAPGUARD_PASSWORD_FILE");
+        for (k, v) in &self.extra_env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+}
