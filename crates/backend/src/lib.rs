@@ -9,9 +9,11 @@
 
 mod faulty;
 mod local;
+mod throttle;
 
 pub use faulty::{FaultPlan, FaultyBackend, Op, OpCounts, OpRecord, TornFile, INJECTED};
 pub use local::LocalBackend;
+pub use throttle::{RateLimiter, ThrottledBackend};
 
 use std::fmt;
 

@@ -36,6 +36,9 @@ pub struct GlobalArgs {
     /// Unlock with a key file (a key-file slot) instead of a password.
     #[arg(long, env = "SNAPGUARD_KEY_FILE", global = true)]
     pub key_file: Option<PathBuf>,
+    /// Limit writes to the repository to this many MiB/s.
+    #[arg(long, global = true, value_name = "MIB_PER_S")]
+    pub limit_upload: Option<f64>,
     /// Print machine-readable JSON.
     #[arg(long, global = true)]
     pub json: bool,
@@ -150,6 +153,9 @@ pub struct BackupArgs {
     /// Compare against this snapshot instead of the latest one of this host and these paths.
     #[arg(long)]
     pub parent: Option<String>,
+    /// Limit reading of the files being backed up to this many MiB/s.
+    #[arg(long, value_name = "MIB_PER_S")]
+    pub limit_read: Option<f64>,
     /// Compression of new data: off, fast (zstd 1), auto (zstd 3, the default), max (zstd 19),
     /// or a zstd level 1-22. Incompressible chunks are always stored as they are.
     #[arg(long)]

@@ -24,15 +24,22 @@ pub fn backend(g: &GlobalArgs) -> Result<Arc<dyn Backend>> {
         Some(r) => r.clone(),
         None => default_repo()?.display().to_string(),
     };
-    if let Some(rest) = loc.strip_prefix("local:") {
-        return Ok(Arc::new(LocalBackend::new(rest)));
-    }
+    let local = loc.strip_prefix("local:").unwrap_or(&loc).to_string();
     for scheme in ["s3:", "sftp:", "rest:", "http:", "https:"] {
         if loc.starts_with(scheme) {
             bail!("repository URL {loc:?}: the {scheme} backend is not available in this version; use a local path");
         }
     }
-    Ok(Arc::new(LocalBackend::new(loc)))
+    let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(local));
+    Ok(
+        match g
+            .limit_upload
+            .and_then(|m| snapguard_backend::RateLimiter::new(m * 1048576.0))
+        {
+            Some(limit) => Arc::new(snapguard_backend::ThrottledBackend::new(backend, limit)),
+            None => backend,
+        },
+    )
 }
 
 fn default_repo() -> Result<PathBuf> {
@@ -156,6 +163,9 @@ pub fn backup(g: &GlobalArgs, a: &BackupArgs) -> Result<i32> {
             .map(parse_compression)
             .transpose()?,
         threads: None,
+        read_limit: a
+            .limit_read
+            .and_then(|m| snapguard_backend::RateLimiter::new(m * 1048576.0)),
         program_version: format!("snapguard {}", env!("CARGO_PKG_VERSION")),
     };
     let r = snapguard_engine::backup(&mut repo, &opts)?;

@@ -54,6 +54,8 @@ pub struct BackupOptions {
     pub compression: Option<CompressionChoice>,
     /// Compression threads (None: one per core).
     pub threads: Option<usize>,
+    /// Limit on reading source files (`--limit-read`).
+    pub read_limit: Option<std::sync::Arc<snapguard_backend::RateLimiter>>,
     pub program_version: String,
 }
 
@@ -553,6 +555,9 @@ impl Archiver<'_> {
                 };
                 pos += n as u64;
                 self.summary.bytes_read += n as u64;
+                if let Some(l) = &self.opts.read_limit {
+                    l.take(n);
+                }
                 for chunk in sc.push(&buf[..n]) {
                     parts.push(self.store_data(chunk)?);
                 }

@@ -7,3 +7,4 @@ mod fidelity;
 mod golden;
 mod maintenance;
 mod support;
+mod throttle;
