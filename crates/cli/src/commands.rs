@@ -163,12 +163,20 @@ pub fn backup(g: &GlobalArgs, a: &BackupArgs) -> Result<i32> {
             .map(parse_compression)
             .transpose()?,
         threads: None,
+        progress: None,
         read_limit: a
             .limit_read
             .and_then(|m| snapguard_backend::RateLimiter::new(m * 1048576.0)),
         program_version: format!("snapguard {}", env!("CARGO_PKG_VERSION")),
     };
-    let r = snapguard_engine::backup(&mut repo, &opts)?;
+    let display = crate::progress::Display::start(g, "backup", "files");
+    let opts = BackupOptions {
+        progress: Some(display.progress.clone()),
+        ..opts
+    };
+    let r = snapguard_engine::backup(&mut repo, &opts);
+    drop(display);
+    let r = r?;
     let errors = r.warnings.iter().filter(|w| w.error).count();
     for w in &r.warnings {
         let label = if w.error { "error" } else { "note" };

@@ -5,6 +5,7 @@ mod args;
 mod commands;
 mod keys;
 mod maintenance;
+mod progress;
 mod render;
 mod retention;
 mod secrets;

@@ -94,7 +94,10 @@ pub fn prune(g: &GlobalArgs, a: &PruneArgs) -> Result<i32> {
         }
         return Ok(0);
     }
-    let stats = prune::execute(&mut repo, &plan)?;
+    let display = crate::progress::Display::start(g, "prune", "packs");
+    let stats = prune::execute_with_progress(&mut repo, &plan, Some(&display.progress));
+    drop(display);
+    let stats = stats?;
     if g.json {
         println!(
             "{}",
@@ -168,7 +171,11 @@ pub fn check(g: &GlobalArgs, a: &CheckArgs) -> Result<i32> {
         ledger,
         now: render::now().secs,
     };
-    let report = snapguard_engine::check::check(&repo, &opts)?;
+    let display = crate::progress::Display::start(g, "check", "packs");
+    let report =
+        snapguard_engine::check::check_with_progress(&repo, &opts, Some(&display.progress));
+    drop(display);
+    let report = report?;
     let errors = report.errors();
     if g.json {
         println!(

@@ -26,6 +26,7 @@ use std::path::{Component, Path, PathBuf};
 use std::time::Instant;
 
 mod pipeline;
+mod scan;
 mod walk;
 
 use pipeline::{Job, Pipeline, PipelineConfig};
@@ -54,6 +55,8 @@ pub struct BackupOptions {
     pub compression: Option<CompressionChoice>,
     /// Compression threads (None: one per core).
     pub threads: Option<usize>,
+    /// Counters for a progress display.
+    pub progress: Option<std::sync::Arc<crate::progress::Progress>>,
     /// Limit on reading source files (`--limit-read`).
     pub read_limit: Option<std::sync::Arc<snapguard_backend::RateLimiter>>,
     pub program_version: String,
@@ -196,6 +199,14 @@ pub fn backup(repo: &mut Repository, opts: &BackupOptions) -> Result<BackupResul
         warnings: Vec::new(),
         buf: vec![0u8; READ_BUF],
     };
+    let _scanner = opts.progress.as_ref().map(|p| {
+        scan::Scanner::start(
+            paths.clone(),
+            a.excludes.clone(),
+            opts.one_file_system,
+            p.clone(),
+        )
+    });
     let root = walk::VirtualDir::from_paths(&paths);
     let tree = a.save_virtual(&root, Path::new("/"), parent_tree.as_ref())?;
     // Packs, then the index files listing them, are durable once the pipeline finishes; only
@@ -319,21 +330,13 @@ impl Archiver<'_> {
 
     /// Save one directory's entries; returns its tree id.
     fn save_dir(&mut self, path: &Path, dev: u64, parent: Option<&Tree>) -> Result<TreeId> {
-        let mut names: Vec<Vec<u8>> = Vec::new();
-        match std::fs::read_dir(path) {
-            Ok(rd) => {
-                for entry in rd {
-                    match entry {
-                        Ok(e) => names.push(e.file_name().as_bytes().to_vec()),
-                        Err(e) => {
-                            self.warn(path, format!("cannot list directory: {e}"), true);
-                            break;
-                        }
-                    }
-                }
+        let mut names = match fsmeta::read_dir_names(path, true) {
+            Ok(n) => n,
+            Err(e) => {
+                self.warn(path, format!("cannot list directory: {e}"), true);
+                Vec::new()
             }
-            Err(e) => self.warn(path, format!("cannot list directory: {e}"), true),
-        }
+        };
         names.sort();
         if self.opts.exclude_caches && is_cache_dir(path) {
             names.retain(|n| n == b"CACHEDIR.TAG");
@@ -414,9 +417,15 @@ impl Archiver<'_> {
                         && p.inode == st.ino
                         && p.device == st.dev
                 });
+                if let Some(progress) = &self.opts.progress {
+                    progress.set_current(&path.to_string_lossy());
+                }
                 if let Some(p) = unchanged {
                     node.content = p.content.clone();
                     self.summary.files_unchanged += 1;
+                    if let Some(progress) = &self.opts.progress {
+                        progress.add_bytes(p.size);
+                    }
                 } else {
                     if parent.is_some() {
                         self.summary.files_changed += 1;
@@ -440,6 +449,11 @@ impl Archiver<'_> {
             }
             NodeKind::Fifo | NodeKind::CharDevice | NodeKind::BlockDevice => {
                 self.summary.other_entries += 1
+            }
+        }
+        if kind == NodeKind::File {
+            if let Some(progress) = &self.opts.progress {
+                progress.add_files(1);
             }
         }
         Ok(Some(node))
@@ -557,6 +571,9 @@ impl Archiver<'_> {
                 self.summary.bytes_read += n as u64;
                 if let Some(l) = &self.opts.read_limit {
                     l.take(n);
+                }
+                if let Some(p) = &self.opts.progress {
+                    p.add_bytes(n as u64);
                 }
                 for chunk in sc.push(&buf[..n]) {
                     parts.push(self.store_data(chunk)?);

@@ -94,6 +94,15 @@ fn pack_name(id: &PackId) -> String {
 
 /// Run a check.
 pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
+    check_with_progress(repo, opts, None)
+}
+
+/// Run a check, reporting packs read and their bytes to `progress`.
+pub fn check_with_progress(
+    repo: &Repository,
+    opts: &CheckOptions,
+    progress: Option<&crate::progress::Progress>,
+) -> Result<CheckReport> {
     let mut r = CheckReport::default();
     // Index files.
     let mut superseded = HashSet::new();
@@ -200,8 +209,19 @@ pub fn check(repo: &Repository, opts: &CheckOptions) -> Result<CheckReport> {
     // Data.
     let chosen = choose_packs(&present, opts)?;
     let mut verified = Vec::new();
+    if let Some(pr) = progress {
+        pr.set_totals(chosen.len() as u64, chosen.iter().map(|p| p.size).sum());
+    }
     for p in chosen {
-        match read_pack(repo, p, &mut r, &mut bad_blobs) {
+        if let Some(pr) = progress {
+            pr.set_current(&p.id.to_hex());
+        }
+        let result = read_pack(repo, p, &mut r, &mut bad_blobs);
+        if let Some(pr) = progress {
+            pr.add_files(1);
+            pr.add_bytes(p.size);
+        }
+        match result {
             Ok(true) => verified.push(p.id),
             Ok(false) => {}
             Err(e) => return Err(e),

@@ -270,3 +270,28 @@ pub(crate) fn make_special(path: &Path, node: &Node) -> std::io::Result<()> {
     )?;
     Ok(())
 }
+
+/// Names in a directory (without `.` and `..`), read without updating the directory's access
+/// time where the kernel allows it (`O_NOATIME` needs ownership or CAP_FOWNER). With
+/// `allow_atime_update` false, a directory that cannot be opened that way is an error instead.
+pub(crate) fn read_dir_names(
+    path: &Path,
+    allow_atime_update: bool,
+) -> std::io::Result<Vec<Vec<u8>>> {
+    use rustix::fs::OFlags;
+    let base = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW;
+    let fd = match rustix::fs::open(path, base | OFlags::NOATIME, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::PERM) if allow_atime_update => rustix::fs::open(path, base, Mode::empty())?,
+        Err(e) => return Err(e.into()),
+    };
+    let mut names = Vec::new();
+    for entry in rustix::fs::Dir::read_from(&fd)? {
+        let entry = entry?;
+        let name = entry.file_name().to_bytes();
+        if name != b"." && name != b".." {
+            names.push(name.to_vec());
+        }
+    }
+    Ok(names)
+}

@@ -17,6 +17,7 @@ mod fsmeta;
 pub mod index;
 pub mod lock;
 mod pack;
+pub mod progress;
 pub mod prune;
 pub mod repair;
 mod repo;

@@ -261,6 +261,19 @@ pub struct PruneStats {
 
 /// Execute a plan. The caller must hold an exclusive lock taken before the plan was made.
 pub fn execute(repo: &mut Repository, plan: &PrunePlan) -> Result<PruneStats> {
+    execute_with_progress(repo, plan, None)
+}
+
+/// [`execute`], reporting packs repacked or deleted to `progress`.
+pub fn execute_with_progress(
+    repo: &mut Repository,
+    plan: &PrunePlan,
+    progress: Option<&crate::progress::Progress>,
+) -> Result<PruneStats> {
+    if let Some(pr) = progress {
+        let work: Vec<&PackPlan> = plan.packs.iter().filter(|p| p.action != "keep").collect();
+        pr.set_totals(work.len() as u64, work.iter().map(|p| p.size).sum());
+    }
     repo.ensure_deletable("prune")?;
     let mut stats = PruneStats::default();
     if plan.is_noop() {
@@ -289,6 +302,11 @@ pub fn execute(repo: &mut Repository, plan: &PrunePlan) -> Result<PruneStats> {
                 kept.push(p.clone());
             }
             Some("repack") => {
+                if let Some(pr) = progress {
+                    pr.set_current(&p.id.to_hex());
+                    pr.add_files(1);
+                    pr.add_bytes(p.size);
+                }
                 let bytes = repo
                     .backend()
                     .read(FileType::Pack, &p.id.to_hex())
@@ -345,6 +363,12 @@ pub fn execute(repo: &mut Repository, plan: &PrunePlan) -> Result<PruneStats> {
     }
     // 4. Packs.
     for p in &plan.packs {
+        if p.action != "keep" && p.action != "repack" {
+            if let Some(pr) = progress {
+                pr.add_files(1);
+                pr.add_bytes(p.size);
+            }
+        }
         if p.action != "keep" {
             match repo.backend().remove(FileType::Pack, &p.pack) {
                 Ok(()) | Err(snapguard_backend::BackendError::NotFound { .. }) => {
