@@ -554,44 +554,9 @@ impl Repository {
         Ok((out, errors))
     }
 
-    /// Resolve a full id or unique prefix from file names alone, without reading the snapshot
-    /// (for removing damaged snapshot files).
+    /// Resolve a full id or unique prefix of at least 4 hex digits from file names alone,
+    /// without reading the snapshot (so damaged snapshot files can still be named).
     pub fn resolve_snapshot_name(&self, spec: &str) -> Result<SnapshotId> {
-        let spec_lc = spec.to_ascii_lowercase();
-        let names = self
-            .backend
-            .list(FileType::Snapshot)
-            .map_err(self.backend_err())?;
-        let m: Vec<&String> = names
-            .iter()
-            .map(|(n, _)| n)
-            .filter(|n| n.starts_with(&spec_lc))
-            .collect();
-        match m.as_slice() {
-            [one] if spec.len() >= 4 => {
-                SnapshotId::from_hex(one).map_err(|e| Error::corrupt(format!("snapshots/{one}"), e))
-            }
-            [] | [_] => Err(Error::SnapshotNotFound {
-                spec: spec.to_string(),
-            }),
-            many => Err(Error::AmbiguousSnapshot {
-                spec: spec.to_string(),
-                candidates: many
-                    .iter()
-                    .map(|n| n[..12.min(n.len())].to_string())
-                    .collect(),
-            }),
-        }
-    }
-
-    /// Resolve `latest`, a full id or a unique prefix of at least 4 hex digits.
-    pub fn find_snapshot(&self, spec: &str) -> Result<(SnapshotId, SnapshotFile)> {
-        let not_found = || Error::SnapshotNotFound {
-            spec: spec.to_string(),
-        };
-        if spec == "latest" {
-            return self.list_snapshots()?.pop().ok_or_else(not_found);
-        }
         if spec.len() < 4 || !spec.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(Error::InvalidArgument(format!(
                 "{spec:?} is not a snapshot id: give 'latest', a full id or at least 4 hex digits of one"
@@ -608,11 +573,11 @@ impl Repository {
             .filter(|n| n.starts_with(&spec_lc))
             .collect();
         match matches.as_slice() {
-            [] => Err(not_found()),
+            [] => Err(Error::SnapshotNotFound {
+                spec: spec.to_string(),
+            }),
             [one] => {
-                let id = SnapshotId::from_hex(one)
-                    .map_err(|e| Error::corrupt(format!("snapshots/{one}"), e))?;
-                Ok((id, self.load_snapshot(&id)?))
+                SnapshotId::from_hex(one).map_err(|e| Error::corrupt(format!("snapshots/{one}"), e))
             }
             many => Err(Error::AmbiguousSnapshot {
                 spec: spec.to_string(),
@@ -622,6 +587,20 @@ impl Repository {
                     .collect(),
             }),
         }
+    }
+
+    /// Resolve `latest`, a full id or a unique prefix of at least 4 hex digits.
+    pub fn find_snapshot(&self, spec: &str) -> Result<(SnapshotId, SnapshotFile)> {
+        if spec == "latest" {
+            return self
+                .list_snapshots()?
+                .pop()
+                .ok_or_else(|| Error::SnapshotNotFound {
+                    spec: spec.to_string(),
+                });
+        }
+        let id = self.resolve_snapshot_name(spec)?;
+        Ok((id, self.load_snapshot(&id)?))
     }
 
     /// All key slots with their metadata (readable once unlocked).
