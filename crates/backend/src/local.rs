@@ -35,6 +35,43 @@ impl LocalBackend {
     }
 }
 
+/// Give the complete temporary file its final name without ever replacing an existing file:
+/// a hard link where the filesystem has them, else `renameat2(RENAME_NOREPLACE)`, else (for
+/// filesystems that have neither, such as FAT/exFAT) a check for the name followed by a rename,
+/// which is only safe against other writers of the same name because names are content or
+/// random ids.
+fn publish(tmp: &Path, path: &Path) -> std::io::Result<()> {
+    use rustix::io::Errno;
+    match fs::hard_link(tmp, path) {
+        Ok(()) => return Ok(()),
+        Err(e)
+            if !matches!(
+                Errno::from_io_error(&e),
+                Some(Errno::PERM | Errno::NOTSUP | Errno::MLINK | Errno::NOSYS)
+            ) =>
+        {
+            return Err(e)
+        }
+        Err(_) => {}
+    }
+    match rustix::fs::renameat_with(
+        rustix::fs::CWD,
+        tmp,
+        rustix::fs::CWD,
+        path,
+        rustix::fs::RenameFlags::NOREPLACE,
+    ) {
+        Ok(()) => Ok(()),
+        Err(Errno::INVAL | Errno::NOSYS | Errno::NOTSUP) => {
+            if path.exists() {
+                return Err(std::io::Error::from(std::io::ErrorKind::AlreadyExists));
+            }
+            fs::rename(tmp, path)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -118,7 +155,7 @@ impl Backend for LocalBackend {
             f.write_all(data)?;
             f.sync_all()?;
             drop(f);
-            fs::hard_link(&tmp, &path)
+            publish(&tmp, &path)
         })();
         // Whatever happened, the temporary name must go; the final name (if linked) stays.
         let _ = fs::remove_file(&tmp);

@@ -94,12 +94,15 @@ fn init_logging(g: &args::GlobalArgs) {
     };
     let filter =
         tracing_subscriber::EnvFilter::try_from_env("SNAPGUARD_LOG").unwrap_or_else(|_| {
-            tracing_subscriber::EnvFilter::new(format!("snapguard={level},snapguard_engine=error"))
+            tracing_subscriber::EnvFilter::new(format!(
+                "snapguard={level},snapguard_engine={level}"
+            ))
         });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .without_time()
         .try_init();
 }
 

@@ -5,7 +5,7 @@ use crate::args::*;
 use crate::commands::open;
 use crate::maintenance::parse_size;
 use crate::render;
-use anyhow::{bail, Result};
+use anyhow::Result;
 use serde_json::json;
 use snapguard_engine::lock::LockKind;
 use snapguard_engine::prune::{self, PruneOptions};
@@ -43,10 +43,12 @@ fn local_offset() -> i32 {
 pub fn forget(g: &GlobalArgs, a: &ForgetArgs) -> Result<i32> {
     let policy = policy_of(a)?;
     if policy.is_some() && !a.snapshots.is_empty() {
-        bail!("give either snapshot ids or a policy, not both");
+        return Err(crate::usage!(
+            "give either snapshot ids or a policy, not both"
+        ));
     }
     if policy.is_none() && a.snapshots.is_empty() {
-        bail!("nothing to forget: name snapshots or give a policy (--keep-last, --keep-daily, --keep-within, …)");
+        return Err(crate::usage!("nothing to forget: name snapshots or give a policy (--keep-last, --keep-daily, --keep-within, …)"));
     }
     let group_by = snapguard_policy::GroupBy::parse(&a.group_by)?;
     let (mut repo, _lock) = open(g, LockKind::Exclusive, "forget")?;
@@ -174,7 +176,9 @@ fn print_view(g: &GlobalArgs, v: &snapguard_engine::annotate::SnapshotView) -> R
 
 pub fn tag(g: &GlobalArgs, a: &TagArgs) -> Result<i32> {
     if a.add.is_empty() && a.remove.is_empty() {
-        bail!("nothing to change: give --add TAG and/or --remove TAG");
+        return Err(crate::usage!(
+            "nothing to change: give --add TAG and/or --remove TAG"
+        ));
     }
     let (repo, _lock) = open(g, LockKind::Shared, "tag")?;
     let v = current_view(&repo, &a.snapshot)?;

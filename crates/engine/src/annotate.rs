@@ -145,6 +145,7 @@ pub fn annotate(
             });
         }
     }
+    repo.ensure_writable()?;
     let file = AnnotationFile {
         snapshot: current.id,
         time: now,

@@ -272,7 +272,7 @@ impl Archiver<'_> {
             message: message.into(),
             error,
         };
-        tracing::warn!(path = %w.path, "{}", w.message);
+        tracing::debug!(path = %w.path, "{}", w.message);
         self.warnings.push(w);
     }
 

@@ -35,6 +35,8 @@ pub enum Error {
     PathNotFound { path: String, snapshot: String },
     #[error("{0}")]
     InvalidArgument(String),
+    #[error("internal error: {0}; please report it")]
+    Internal(String),
     #[error("snapshot {snapshot} is immutable until {until}; it cannot be forgotten, pruned or have tags removed before then")]
     Immutable { snapshot: String, until: String },
     #[error("repository {location} is append-only: {operation} would delete or rewrite data, which no client may do")]

@@ -146,6 +146,7 @@ fn immutable(v: &SnapshotView) -> Error {
 /// Delete the snapshots the plan removes. The caller holds an exclusive lock.
 pub fn execute(repo: &Repository, decisions: &[ForgetDecision], now: Timestamp) -> Result<u64> {
     repo.ensure_deletable("forget")?;
+    repo.ensure_lock_fresh()?;
     let (views, _) = crate::annotate::views(repo)?;
     let annotations = crate::annotate::load(repo)?;
     let mut removed = 0;

@@ -146,6 +146,8 @@ pub fn list_locks(backend: &dyn Backend, crypt: &Crypt, hostname: &str) -> Resul
 pub struct LockGuard {
     backend: Arc<dyn Backend>,
     current: Arc<Mutex<LockId>>,
+    /// When the lock file was last (re)written successfully.
+    pub(crate) refreshed: Arc<Mutex<std::time::Instant>>,
     stop: Arc<AtomicBool>,
     refresher: Option<std::thread::JoinHandle<()>>,
 }
@@ -210,10 +212,12 @@ pub fn acquire(
         });
     }
     let current = Arc::new(Mutex::new(mine));
+    let refreshed = Arc::new(Mutex::new(std::time::Instant::now()));
     let stop = Arc::new(AtomicBool::new(false));
     let refresher = {
         let backend = backend.clone();
         let current = current.clone();
+        let refreshed = refreshed.clone();
         let stop = stop.clone();
         let crypt = Crypt::new(crypt.bundle.clone(), crypt.cipher);
         std::thread::Builder::new()
@@ -227,6 +231,9 @@ pub fn acquire(
                     lock.heartbeat = now();
                     match write_lock(&*backend, &crypt, &lock) {
                         Ok(new) => {
+                            if let Ok(mut r) = refreshed.lock() {
+                                *r = std::time::Instant::now();
+                            }
                             if let Ok(mut cur) = current.lock() {
                                 let old = std::mem::replace(&mut *cur, new);
                                 let _ = backend.remove(FileType::Lock, &old.to_hex());
@@ -241,9 +248,27 @@ pub fn acquire(
     Ok(LockGuard {
         backend,
         current,
+        refreshed,
         stop,
         refresher,
     })
+}
+
+/// Fail if a held lock has gone unrefreshed for long enough that another process may have
+/// judged it stale (e.g. the machine was suspended): a prune may have run meanwhile, so data
+/// written before that point cannot be trusted to still be there.
+pub(crate) fn ensure_fresh(refreshed: &Mutex<std::time::Instant>, location: &str) -> Result<()> {
+    let age = refreshed.lock().map(|r| r.elapsed()).unwrap_or_default();
+    if age > STALE_AFTER / 2 {
+        return Err(Error::Locked {
+            location: location.to_string(),
+            holder: format!(
+                "no longer safely locked by this process: its lock was last refreshed {} minutes ago (was the machine suspended?), so another process may have treated it as stale and pruned; nothing was committed, run the command again",
+                age.as_secs() / 60
+            ),
+        });
+    }
+    Ok(())
 }
 
 impl Drop for LockGuard {

@@ -349,7 +349,9 @@ pub fn execute_with_progress(
             stats.packs_written += 1;
         }
     }
-    // 2. One new index that supersedes every old index file.
+    // 2. One new index that supersedes every old index file. Deleting is only safe while
+    // our exclusive lock is unquestionably ours.
+    repo.ensure_lock_fresh()?;
     let old = plan.index_ids.clone();
     repo.write_index_superseding(kept, old.clone())?;
     // 3. Old index files go before any pack, so no index ever lists a deleted pack.

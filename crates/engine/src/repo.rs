@@ -80,6 +80,8 @@ pub struct Repository {
     index: Index,
     /// Index files that could not be read by the last `load_index`.
     index_errors: Vec<Error>,
+    /// Freshness of the lock this session holds, checked before every commit point.
+    lock_refreshed: std::sync::Mutex<Option<Arc<std::sync::Mutex<std::time::Instant>>>>,
     slot: SlotId,
 }
 
@@ -142,6 +144,22 @@ impl Repository {
             }
             Err(BackendError::NotFound { .. }) => {}
             Err(e) => return Err(backend_err(&*backend)(e)),
+        }
+        // No config but other repository files: an interrupted init or a damaged repository.
+        // Refuse rather than mix a new key with old data.
+        for t in [
+            FileType::Key,
+            FileType::Snapshot,
+            FileType::Index,
+            FileType::Pack,
+        ] {
+            if !backend.list(t).map_err(backend_err(&*backend))?.is_empty() {
+                return Err(Error::InvalidArgument(format!(
+                    "{} has no config but already holds repository files ({}/): an interrupted 'init' or a damaged repository; use an empty directory, or remove that one if it holds nothing you need",
+                    backend.location(),
+                    t.dir()
+                )));
+            }
         }
         opts.kdf
             .validate()
@@ -206,6 +224,7 @@ impl Repository {
             header,
             index: Index::default(),
             index_errors: Vec::new(),
+            lock_refreshed: std::sync::Mutex::new(None),
             slot: slot_id,
         })
     }
@@ -216,7 +235,10 @@ impl Repository {
     pub fn open(backend: Arc<dyn Backend>, secrets: &[Secret]) -> Result<Repository> {
         let (header, config_bytes) = probe(&*backend)?;
         let slots = list_slots(&*backend)?;
+        let cipher =
+            Cipher::from_code(header.cipher_code).map_err(|e| Error::corrupt("config", e))?;
         let mut opened = None;
+        let mut config_error = None;
         'outer: for secret in secrets {
             let unlocker = secret.unlocker();
             for (id, slot) in &slots {
@@ -224,28 +246,33 @@ impl Repository {
                 if !slot.matches(&unlocker) {
                     continue;
                 }
-                if let Ok(bundle) = slot.unlock(&unlocker) {
-                    opened = Some((*id, bundle));
-                    break 'outer;
+                let Ok(bundle) = slot.unlock(&unlocker) else {
+                    continue;
+                };
+                // A slot that unlocks but whose keys do not open the config belongs to another
+                // repository (e.g. left by an interrupted init): try the next one.
+                let crypt = Crypt::new(bundle, cipher);
+                match open_config(&crypt, &config_bytes) {
+                    Ok(config) if config.repo_id == header.repo_id => {
+                        opened = Some((*id, crypt, config));
+                        break 'outer;
+                    }
+                    Ok(_) => {
+                        config_error = Some(Error::corrupt(
+                            "config",
+                            "repository id in the sealed body differs from the header",
+                        ))
+                    }
+                    Err(e) => config_error = Some(e),
                 }
             }
         }
-        let Some((slot, bundle)) = opened else {
-            return Err(Error::WrongPassword {
+        let Some((slot, crypt, config)) = opened else {
+            return Err(config_error.unwrap_or(Error::WrongPassword {
                 location: backend.location(),
                 slots: slots.len(),
-            });
+            }));
         };
-        let cipher =
-            Cipher::from_code(header.cipher_code).map_err(|e| Error::corrupt("config", e))?;
-        let crypt = Crypt::new(bundle, cipher);
-        let config = open_config(&crypt, &config_bytes)?;
-        if config.repo_id != header.repo_id {
-            return Err(Error::corrupt(
-                "config",
-                "repository id in the sealed body differs from the header",
-            ));
-        }
         Ok(Repository {
             backend,
             crypt,
@@ -253,6 +280,7 @@ impl Repository {
             header,
             index: Index::default(),
             index_errors: Vec::new(),
+            lock_refreshed: std::sync::Mutex::new(None),
             slot,
         })
     }
@@ -296,8 +324,21 @@ impl Repository {
         self.header.features.ro_compat & snapguard_format::RO_COMPAT_APPEND_ONLY != 0
     }
 
+    /// Fail if the repository uses features this version may read but must not write.
+    pub fn ensure_writable(&self) -> Result<()> {
+        if self.read_only_features() {
+            return Err(Error::NewerFormat {
+                location: self.location(),
+                detail: "the repository uses features that this SnapGuard may read but not write"
+                    .into(),
+            });
+        }
+        Ok(())
+    }
+
     /// Fail with [`Error::AppendOnly`] if the repository is append-only.
     pub fn ensure_deletable(&self, operation: &str) -> Result<()> {
+        self.ensure_writable()?;
         if self.is_append_only() {
             return Err(Error::AppendOnly {
                 location: self.location(),
@@ -309,6 +350,7 @@ impl Repository {
 
     /// Switch the repository to append-only mode (there is no way back through SnapGuard).
     pub fn enable_append_only(&mut self) -> Result<()> {
+        self.ensure_writable()?;
         if self.is_append_only() {
             return Ok(());
         }
@@ -339,7 +381,21 @@ impl Repository {
         operation: &str,
         owner: &crate::lock::LockOwner,
     ) -> Result<crate::lock::LockGuard> {
-        crate::lock::acquire(self.backend.clone(), &self.crypt, kind, operation, owner)
+        let guard =
+            crate::lock::acquire(self.backend.clone(), &self.crypt, kind, operation, owner)?;
+        if let Ok(mut w) = self.lock_refreshed.lock() {
+            *w = Some(guard.refreshed.clone());
+        }
+        Ok(guard)
+    }
+
+    /// Before a commit point: fail if our lock may have been taken for stale.
+    pub(crate) fn ensure_lock_fresh(&self) -> Result<()> {
+        let watch = self.lock_refreshed.lock().ok().and_then(|w| w.clone());
+        match watch {
+            Some(r) => crate::lock::ensure_fresh(&r, &self.location()),
+            None => Ok(()),
+        }
     }
 
     /// Load every index file into memory, skipping files that another index file supersedes
@@ -360,7 +416,7 @@ impl Repository {
                 // A damaged index file loses only the locations it lists; everything else
                 // stays usable. `check` reports it and `repair index` rebuilds it.
                 Err(e @ Error::Corrupt { .. }) => {
-                    tracing::warn!("{e}; run 'snapguard repair index'");
+                    tracing::debug!("{e}");
                     self.index_errors.push(e);
                 }
                 Err(e) => return Err(e),
@@ -426,6 +482,7 @@ impl Repository {
         packs: Vec<IndexPack>,
         supersedes: Vec<IndexId>,
     ) -> Result<IndexId> {
+        self.ensure_writable()?;
         let file = IndexFile { packs, supersedes };
         let (id, bytes) = self.crypt.seal_object(ObjectKind::Index, &file.encode())?;
         let id = IndexId(id);
@@ -499,6 +556,8 @@ impl Repository {
 
     /// Seal and store a snapshot (the commit point of a backup).
     pub fn save_snapshot(&self, snapshot: &SnapshotFile) -> Result<SnapshotId> {
+        self.ensure_writable()?;
+        self.ensure_lock_fresh()?;
         let (id, bytes) = self
             .crypt
             .seal_object(ObjectKind::Snapshot, &snapshot.encode())?;
@@ -621,6 +680,7 @@ impl Repository {
         kdf: Argon2Params,
         meta: &SlotMeta,
     ) -> Result<SlotId> {
+        self.ensure_writable()?;
         kdf.validate()
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
         let slot = KeySlot::create(

@@ -66,6 +66,9 @@ impl ConfigHeader {
             return Err(bad("not a SnapGuard repository config (bad magic)"));
         }
         let version = u32::from_le_bytes(arr(&bytes[8..12]));
+        if version == 0 {
+            return Err(bad("format version 0 does not exist (damaged config)"));
+        }
         if version != FORMAT_VERSION {
             return Err(FormatError::UnsupportedVersion {
                 what: "repository format",

@@ -114,9 +114,9 @@ impl Pipeline {
             let _ = w.join();
         }
         match self.packer.take() {
-            Some(p) => p.join().unwrap_or_else(|_| {
-                Err(Error::InvalidArgument("the packer thread panicked".into()))
-            }),
+            Some(p) => p
+                .join()
+                .unwrap_or_else(|_| Err(Error::Internal("the packer thread panicked".into()))),
             None => Err(Error::InvalidArgument(
                 "the packer thread could not be started".into(),
             )),
