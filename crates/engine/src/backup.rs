@@ -220,6 +220,10 @@ pub fn backup(repo: &mut Repository, opts: &BackupOptions) -> Result<BackupResul
     } = a;
     let packed = pipeline.finish()?;
     summary.bytes_stored = packed.bytes_stored;
+    if !opts.dry_run {
+        // This session may go on (a daemon, a test): its index must know what it just wrote.
+        repo_ref.add_to_index(&packed.packs);
+    }
     let mut a = Finished { summary, warnings };
     a.summary.duration_ms = start.elapsed().as_millis() as u64;
     a.summary.errors = a.warnings.iter().filter(|w| w.error).count() as u64;

@@ -439,6 +439,13 @@ impl Repository {
         Ok(())
     }
 
+    /// Record packs this session wrote (already listed in index files on disk).
+    pub(crate) fn add_to_index(&mut self, packs: &[IndexPack]) {
+        for p in packs {
+            self.index.add_pack(p);
+        }
+    }
+
     /// Damaged index files found by the last [`Repository::load_index`].
     pub fn index_errors(&self) -> &[Error] {
         &self.index_errors

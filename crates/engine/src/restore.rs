@@ -1,11 +1,27 @@
 //! Restore: recreate a snapshot's tree (or part of it) with all metadata.
 //!
-//! Entries are created depth-first; directory metadata is applied after the directory's
-//! children (creating children would change its mtime, and a mode of 000 would lock us out).
-//! Hardlinked files are linked to the first restored path of their inode. Holes are skipped
-//! (never written), so sparse files come back sparse. A file whose data cannot be read from the
-//! repository is removed and reported; the rest of the restore goes on. Running out of disk
+//! Three phases:
+//! 1. The walk creates directories, symlinks, FIFOs, devices and hardlinks, and creates every
+//!    regular file (with its final size if it ends in a hole: holes are never written, so they
+//!    stay holes), recording which blob goes where in a plan.
+//! 2. The plan is worked off pack by pack by a few threads (module `data`): each pack's needed
+//!    bytes are read once, each blob is opened and verified once and written everywhere it is
+//!    needed.
+//!    As soon as the last byte of a file is written, the thread that wrote it applies the file's
+//!    metadata (owner, extended attributes, mode, times: nothing writes to it any more).
+//! 3. Files whose data could not be read from the repository are removed and reported (the rest
+//!    of the restore goes on); then directory metadata is applied, deepest first (creating or
+//!    removing children would change a directory's mtime, and a mode of 000 would lock us out).
+//!
+//! Entries without data to write (symlinks, devices, empty or all-hole files) get their
+//! metadata in phase 1, right after they are created.
+//!
+//! Hardlinked files are linked to the first restored path of their inode. Running out of disk
 //! space stops the restore.
+
+mod data;
+#[cfg(test)]
+mod tests;
 
 use crate::filter::PathFilter;
 use crate::fsmeta;
@@ -16,8 +32,9 @@ use snapguard_format::{
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 /// What to restore where.
 #[derive(Clone, Debug, Default)]
@@ -74,8 +91,77 @@ struct Restorer<'a> {
     opts: &'a RestoreOptions,
     includes: PathFilter,
     excludes: PathFilter,
-    hardlinks: HashMap<(u64, u64), PathBuf>,
+    /// First restored path of each hardlinked inode, and its pending file if its data is still
+    /// to be written.
+    hardlinks: HashMap<(u64, u64), (PathBuf, Option<usize>)>,
     summary: RestoreSummary,
+    /// Every directory the walk entered, in pre-order.
+    dirs: Vec<DirRec>,
+    /// Kept directories in post-order (children before parents): the metadata order.
+    dir_order: Vec<usize>,
+    /// The directory whose entries are being restored (None at the top).
+    cur_dir: Option<usize>,
+    /// Data still to write, and the files it goes to ([`data`]); `pending` runs parallel to
+    /// `slots`.
+    plan: data::Plan,
+    slots: Vec<data::FileSlot>,
+    pending: Vec<PendingFile>,
+}
+
+/// A directory created (or found) by the walk.
+struct DirRec {
+    path: PathBuf,
+    /// Its metadata (without content).
+    node: Node,
+    existed: bool,
+    included: bool,
+    parent: Option<usize>,
+    /// Entries restored in it so far (files whose data is pending count as restored).
+    live: usize,
+    /// Restored, so counted and given its metadata.
+    kept: bool,
+}
+
+/// A regular file whose data is written in phase 2.
+struct PendingFile {
+    /// Its metadata (without content), applied once its data is written.
+    node: Node,
+    parent: Option<usize>,
+    /// Other paths hardlinked to it: (path, directory, size to count).
+    links: Vec<(PathBuf, Option<usize>, u64)>,
+    /// The content is longer than the recorded size: cut it after writing.
+    truncate: bool,
+    /// What [`complete`] could not apply.
+    warnings: OnceLock<Vec<String>>,
+}
+
+/// A pending file's data is all written: cut it to size if needed and apply its metadata
+/// (called by the data phase's threads; the warnings are reported in phase 3, in order).
+fn complete(slot: &data::FileSlot, p: &PendingFile) -> Result<()> {
+    if p.truncate {
+        slot.reopen()?
+            .set_len(p.node.size)
+            .map_err(|e| Error::io(&slot.path, e))?;
+    }
+    let _ = p.warnings.set(fsmeta::apply_metadata(&slot.path, &p.node));
+    Ok(())
+}
+
+/// What became of a regular file in the walk.
+enum FileOutcome {
+    /// Created with all its content (there was no data to write).
+    Done,
+    /// Created; data to be written by phase 2 into pending file N.
+    Pending(usize),
+    /// Not restored (already reported).
+    Failed,
+}
+
+/// A copy of `node`'s metadata, without its content list.
+fn meta_only(node: &Node) -> Node {
+    let mut n = node.clone();
+    n.content = Vec::new();
+    n
 }
 
 /// Restore `subpath` (absolute, within the snapshot; `/` for everything) of `snapshot`.
@@ -97,10 +183,17 @@ pub fn restore(
         excludes: PathFilter::new(&opts.excludes)?,
         hardlinks: HashMap::new(),
         summary: RestoreSummary::default(),
+        dirs: Vec::new(),
+        dir_order: Vec::new(),
+        cur_dir: None,
+        plan: data::Plan::default(),
+        slots: Vec::new(),
+        pending: Vec::new(),
     };
     if !opts.dry_run {
         prepare_target(&opts.target)?;
     }
+    let started = std::time::Instant::now();
     let base: Vec<u8> = subpath.to_vec();
     let base = trim_trailing_slash(&base);
     match node.subtree {
@@ -117,6 +210,20 @@ pub fn restore(
             };
             r.restore_entry(&node, &opts.target, parent_path, r.includes.is_empty())?;
         }
+    }
+    if !opts.dry_run {
+        tracing::debug!(
+            elapsed = ?started.elapsed(),
+            files = r.slots.len(),
+            "restore: tree walked, data planned"
+        );
+        let plan = std::mem::take(&mut r.plan);
+        data::run(repo, plan, &r.slots, &|i| {
+            complete(&r.slots[i], &r.pending[i])
+        })?;
+        tracing::debug!(elapsed = ?started.elapsed(), "restore: data written");
+        r.finish()?;
+        tracing::debug!(elapsed = ?started.elapsed(), "restore: metadata applied");
     }
     Ok(r.summary)
 }
@@ -161,7 +268,7 @@ impl Restorer<'_> {
             path: path.display().to_string(),
             message: message.into(),
         };
-        tracing::warn!(path = %w.path, "{}", w.message);
+        tracing::debug!(path = %w.path, "{}", w.message);
         self.summary.warnings.push(w);
     }
 
@@ -194,7 +301,12 @@ impl Restorer<'_> {
         };
         let mut any = false;
         for node in &tree.nodes {
-            any |= self.restore_entry(node, dest, snap_path, included)?;
+            if self.restore_entry(node, dest, snap_path, included)? {
+                any = true;
+                if let Some(d) = self.cur_dir {
+                    self.dirs[d].live += 1;
+                }
+            }
         }
         Ok(any)
     }
@@ -227,22 +339,33 @@ impl Restorer<'_> {
                     return Ok(false);
                 }
             }
+            let idx = self.dirs.len();
+            self.dirs.push(DirRec {
+                path: dest.clone(),
+                node: meta_only(node),
+                existed,
+                included,
+                parent: self.cur_dir,
+                live: 0,
+                kept: false,
+            });
+            let outer = self.cur_dir.replace(idx);
             let any = match node.subtree {
-                Some(sub) => self.restore_tree(sub, &dest, &snap_path, included)?,
-                None => false,
+                Some(sub) => self.restore_tree(sub, &dest, &snap_path, included),
+                None => Ok(false),
             };
-            if !included && !any {
+            self.cur_dir = outer;
+            if !included && !any? {
                 if !existed && !self.opts.dry_run {
                     let _ = std::fs::remove_dir(&dest);
                 }
                 return Ok(false);
             }
+            // Counted now; uncounted (and removed) again in phase 3 if it only held files
+            // whose data turns out to be unreadable.
             self.summary.dirs += 1;
-            if !self.opts.dry_run {
-                for w in fsmeta::apply_metadata(&dest, node) {
-                    self.warn(&dest, w);
-                }
-            }
+            self.dirs[idx].kept = true;
+            self.dir_order.push(idx);
             return Ok(true);
         }
         if !included {
@@ -264,10 +387,14 @@ impl Restorer<'_> {
         }
         let link_key =
             (node.kind == NodeKind::File && node.nlink > 1).then_some((node.device, node.inode));
-        if let Some(first) = link_key.and_then(|k| self.hardlinks.get(&k)) {
-            match std::fs::hard_link(first, &dest) {
+        if let Some((first, pending)) = link_key.and_then(|k| self.hardlinks.get(&k).cloned()) {
+            match std::fs::hard_link(&first, &dest) {
                 Ok(()) => {
-                    self.count(node);
+                    match pending {
+                        // Counted (or removed) with the file it links to, once its data is in.
+                        Some(i) => self.pending[i].links.push((dest, self.cur_dir, node.size)),
+                        None => self.count(node),
+                    }
                     return Ok(true);
                 }
                 Err(e) => self.warn(
@@ -287,7 +414,17 @@ impl Restorer<'_> {
                         message: "this file was changing while it was backed up; the stored version may mix old and new content".into(),
                     });
                 }
-                self.restore_file(node, &dest)?
+                match self.restore_file(node, &dest)? {
+                    FileOutcome::Done => true,
+                    FileOutcome::Failed => false,
+                    // Counted and given its metadata in phase 3.
+                    FileOutcome::Pending(i) => {
+                        if let Some(k) = link_key {
+                            self.hardlinks.insert(k, (dest, Some(i)));
+                        }
+                        return Ok(true);
+                    }
+                }
             }
             NodeKind::Symlink => {
                 match std::os::unix::fs::symlink(OsStr::from_bytes(&node.link_target), &dest) {
@@ -317,14 +454,14 @@ impl Restorer<'_> {
             self.warn(&dest, w);
         }
         if let Some(k) = link_key {
-            self.hardlinks.insert(k, dest);
+            self.hardlinks.insert(k, (dest, None));
         }
         Ok(true)
     }
 
-    /// Write a file's content, leaving holes unwritten. Returns false (and removes the partial
-    /// file) if the repository data for it is damaged.
-    fn restore_file(&mut self, node: &Node, dest: &Path) -> Result<bool> {
+    /// Create a regular file at its final size and plan its content (holes are left unwritten).
+    /// A file whose blobs are not all in the index is removed and reported at once.
+    fn restore_file(&mut self, node: &Node, dest: &Path) -> Result<FileOutcome> {
         let file = match std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -337,37 +474,123 @@ impl Restorer<'_> {
             }
             Err(e) => {
                 self.warn(dest, format!("cannot create file: {e}"));
-                return Ok(false);
+                return Ok(FileOutcome::Failed);
             }
         };
+        let index = self.repo.index();
+        let mut parts = Vec::new();
         let mut offset = 0u64;
+        let mut data_end = 0u64;
         for part in &node.content {
             match part {
                 ContentPart::Hole { len } => offset += len,
                 ContentPart::Data { id, len } => {
-                    let data = match self.repo.read_blob(id) {
-                        Ok(d) => d,
-                        Err(e @ Error::Corrupt { .. }) => {
-                            drop(file);
-                            let _ = std::fs::remove_file(dest);
-                            self.warn(dest, format!("not restored: {e}"));
-                            return Ok(false);
-                        }
-                        Err(e) => return Err(e),
-                    };
-                    if data.len() != *len as usize {
-                        return Err(Error::corrupt(
+                    let Some(loc) = index.get(id) else {
+                        drop(file);
+                        let _ = std::fs::remove_file(dest);
+                        let e = Error::corrupt(
                             format!("blob {id}"),
-                            "length differs from the tree's record",
-                        ));
-                    }
-                    file.write_all_at(&data, offset)
-                        .map_err(|e| Error::io(dest, e))?;
+                            "not in the index (missing data; run 'snapguard check')",
+                        );
+                        self.warn(dest, format!("not restored: {e}"));
+                        return Ok(FileOutcome::Failed);
+                    };
+                    parts.push((loc, offset, *len));
                     offset += u64::from(*len);
+                    data_end = offset;
                 }
             }
         }
-        file.set_len(node.size).map_err(|e| Error::io(dest, e))?;
-        Ok(true)
+        // Writing the last data part sets the size, unless a hole follows it.
+        if data_end < node.size {
+            file.set_len(node.size).map_err(|e| Error::io(dest, e))?;
+        }
+        if parts.is_empty() {
+            return Ok(FileOutcome::Done);
+        }
+        let mut slot =
+            data::FileSlot::new(dest.to_path_buf(), &file).map_err(|e| Error::io(dest, e))?;
+        let i = self.slots.len();
+        for (loc, offset, len) in parts {
+            self.plan.add(loc, i, offset, len);
+            slot.add_target();
+        }
+        self.slots.push(slot);
+        self.pending.push(PendingFile {
+            node: meta_only(node),
+            parent: self.cur_dir,
+            links: Vec::new(),
+            truncate: data_end > node.size,
+            warnings: OnceLock::new(),
+        });
+        Ok(FileOutcome::Pending(i))
+    }
+
+    /// Phase 3: remove and report files whose data could not be read, count the others and
+    /// report what of their metadata could not be applied, then apply directory metadata,
+    /// deepest first.
+    fn finish(&mut self) -> Result<()> {
+        let slots = std::mem::take(&mut self.slots);
+        let pending = std::mem::take(&mut self.pending);
+        for (slot, p) in slots.iter().zip(&pending) {
+            let Some(message) = slot.failed.get() else {
+                continue;
+            };
+            let first = (&slot.path, p.parent);
+            for (path, parent) in std::iter::once(first).chain(p.links.iter().map(|l| (&l.0, l.1)))
+            {
+                let _ = std::fs::remove_file(path);
+                self.warn(path, message.clone());
+                self.release(parent);
+            }
+        }
+        for (slot, p) in slots.iter().zip(&pending) {
+            if slot.failed.get().is_some() {
+                continue;
+            }
+            if p.warnings.get().is_none() {
+                // Every file with data is completed by the data phase; this is a safety net.
+                complete(slot, p)?;
+            }
+            self.count(&p.node);
+            for link in &p.links {
+                self.summary.files += 1;
+                self.summary.bytes += link.2;
+            }
+            for w in p.warnings.get().into_iter().flatten() {
+                self.warn(&slot.path, w.clone());
+            }
+        }
+        for k in 0..self.dir_order.len() {
+            let d = &self.dirs[self.dir_order[k]];
+            if !d.kept {
+                continue;
+            }
+            let warnings = fsmeta::apply_metadata(&d.path, &d.node);
+            let path = d.path.clone();
+            for w in warnings {
+                self.warn(&path, w);
+            }
+        }
+        Ok(())
+    }
+
+    /// An entry of directory `dir` turned out not to be restored: a directory that was kept
+    /// only for its restored entries and now has none is dropped, as the walk would have done.
+    fn release(&mut self, dir: Option<usize>) {
+        let mut cur = dir;
+        while let Some(i) = cur {
+            let d = &mut self.dirs[i];
+            d.live -= 1;
+            if d.live > 0 || d.included || !d.kept {
+                return;
+            }
+            d.kept = false;
+            if !d.existed {
+                let _ = std::fs::remove_dir(&d.path);
+            }
+            self.summary.dirs -= 1;
+            cur = d.parent;
+        }
     }
 }

@@ -4,17 +4,18 @@
 //! repository lacks are submitted here. Workers compress them (the expensive step: zstd runs at
 //! ~0.5 GB/s per core on source code, everything else is several times faster), and one packer
 //! thread seals them into packs (sealing needs the pack's running offset as the nonce, so it is
-//! sequential, and AES-GCM is fast enough not to matter), writes finished packs and, every
-//! `PACKS_PER_INDEX` packs and at the end, an index file listing them. Channels are bounded, so
+//! sequential, and AES-GCM is fast enough not to matter) and hands finished packs to two upload
+//! threads, so one pack can be written and fsynced while the next is filled. Every
+//! `PACKS_PER_INDEX` durable packs, and at the end, an index file lists them. Channels are bounded, so
 //! memory stays flat however large the backup: at most a few chunks per worker are in flight.
 
 use crate::crypt::{compress, Crypt};
-use crate::pack::PackWriter;
+use crate::pack::{FinishedPack, PackWriter};
 use crate::{Error, Result};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use snapguard_backend::{Backend, FileType};
 use snapguard_format::{BlobId, BlobType, Compression, IndexFile, IndexId, IndexPack, ObjectKind};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 const PACKS_PER_INDEX: usize = 64;
@@ -38,7 +39,8 @@ struct Compressed {
 #[derive(Default)]
 pub(crate) struct PackerOutput {
     pub bytes_stored: u64,
-    pub packs: u64,
+    /// Every pack written (so the caller's in-memory index can learn them).
+    pub packs: Vec<IndexPack>,
 }
 
 /// Settings of the pipeline.
@@ -154,13 +156,16 @@ fn worker(rx: Receiver<Job>, tx: Sender<Compressed>, level: Option<i32>) {
     }
 }
 
-struct Packer {
-    backend: Arc<dyn Backend>,
-    crypt: Crypt,
-    dry_run: bool,
+/// Shared by the upload threads: packs written but not yet listed in an index file.
+struct Uploaded {
     unindexed: Vec<IndexPack>,
-    out: PackerOutput,
+    all: Vec<IndexPack>,
+    error: Option<Error>,
 }
+
+/// How many finished packs may wait for an upload thread, and how many upload at once: while
+/// one pack is being written and fsynced, the packer fills the next.
+const UPLOADERS: usize = 2;
 
 fn packer(
     rx: Receiver<Compressed>,
@@ -169,80 +174,131 @@ fn packer(
     target: usize,
     dry_run: bool,
 ) -> Result<PackerOutput> {
-    let mut p = Packer {
-        backend,
-        crypt,
-        dry_run,
+    let (utx, urx) = bounded::<FinishedPack>(UPLOADERS);
+    let shared = Arc::new(Mutex::new(Uploaded {
         unindexed: Vec::new(),
-        out: PackerOutput::default(),
-    };
-    let mut writer: Option<PackWriter> = None;
-    for c in rx {
-        if writer.is_none() {
-            writer = Some(PackWriter::new(&p.crypt)?);
-        }
-        let full = match writer.as_mut() {
-            Some(w) => {
-                p.out.bytes_stored +=
-                    u64::from(w.add_compressed(c.id, c.kind, c.compression, &c.body, c.raw_len)?);
-                w.len() >= target
+        all: Vec::new(),
+        error: None,
+    }));
+    let uploaders: Vec<_> = (0..UPLOADERS)
+        .filter_map(|i| {
+            let (urx, backend, crypt, shared) =
+                (urx.clone(), backend.clone(), crypt.clone(), shared.clone());
+            std::thread::Builder::new()
+                .name(format!("upload-{i}"))
+                .spawn(move || uploader(urx, &*backend, &crypt, dry_run, &shared))
+                .ok()
+        })
+        .collect();
+    drop(urx);
+    let mut bytes_stored = 0u64;
+    let sealed = (|| -> Result<()> {
+        let mut writer: Option<PackWriter> = None;
+        for c in rx {
+            let w = match writer.as_mut() {
+                Some(w) => w,
+                None => writer.insert(PackWriter::new(&crypt)?),
+            };
+            bytes_stored +=
+                u64::from(w.add_compressed(c.id, c.kind, c.compression, &c.body, c.raw_len)?);
+            if w.len() >= target {
+                if let Some(w) = writer.take() {
+                    if utx.send(w.finish()).is_err() {
+                        return Ok(()); // every uploader stopped: their error is reported below
+                    }
+                }
             }
-            None => false,
-        };
-        if full {
-            if let Some(w) = writer.take() {
-                p.flush(w)?;
+        }
+        if let Some(w) = writer.take() {
+            if !w.is_empty() {
+                let _ = utx.send(w.finish());
             }
         }
+        Ok(())
+    })();
+    drop(utx);
+    for u in uploaders {
+        let _ = u.join();
     }
-    if let Some(w) = writer.take() {
-        if !w.is_empty() {
-            p.flush(w)?;
-        }
+    sealed?;
+    let mut state = shared
+        .lock()
+        .map_err(|_| Error::Internal("upload state poisoned".into()))?;
+    if let Some(e) = state.error.take() {
+        return Err(e);
     }
-    p.write_index()?;
-    Ok(p.out)
+    let rest = std::mem::take(&mut state.unindexed);
+    write_index(&*backend, &crypt, dry_run, rest)?;
+    Ok(PackerOutput {
+        bytes_stored,
+        packs: std::mem::take(&mut state.all),
+    })
 }
 
-impl Packer {
-    fn flush(&mut self, w: PackWriter) -> Result<()> {
-        let done = w.finish();
-        if !self.dry_run {
-            self.backend
+fn uploader(
+    rx: Receiver<FinishedPack>,
+    backend: &dyn Backend,
+    crypt: &Crypt,
+    dry_run: bool,
+    shared: &Mutex<Uploaded>,
+) {
+    for done in rx {
+        let written = if dry_run {
+            Ok(())
+        } else {
+            backend
                 .write(FileType::Pack, &done.id.to_hex(), &done.bytes)
                 .map_err(|cause| Error::Backend {
-                    location: self.backend.location(),
+                    location: backend.location(),
                     cause,
-                })?;
+                })
+        };
+        let Ok(mut state) = shared.lock() else { return };
+        if let Err(e) = written {
+            state.error.get_or_insert(e);
+            return;
         }
-        self.out.packs += 1;
-        self.unindexed.push(IndexPack {
+        let pack = IndexPack {
             id: done.id,
             size: done.bytes.len() as u64,
             epoch: done.epoch,
             cipher_code: done.cipher_code,
             blobs: done.blobs,
-        });
-        if self.unindexed.len() >= PACKS_PER_INDEX {
-            self.write_index()?;
-        }
-        Ok(())
-    }
-
-    fn write_index(&mut self) -> Result<()> {
-        if self.unindexed.is_empty() || self.dry_run {
-            return Ok(());
-        }
-        let file = IndexFile {
-            packs: std::mem::take(&mut self.unindexed),
-            supersedes: Vec::new(),
         };
-        let (id, bytes) = self.crypt.seal_object(ObjectKind::Index, &file.encode())?;
-        self.backend
-            .write(FileType::Index, &IndexId(id).to_hex(), &bytes)
-            .map_err(|cause| Error::Backend {
-                location: self.backend.location(),
-                cause,
-            })
+        state.all.push(pack.clone());
+        state.unindexed.push(pack);
+        if state.unindexed.len() >= PACKS_PER_INDEX {
+            let batch = std::mem::take(&mut state.unindexed);
+            drop(state);
+            if let Err(e) = write_index(backend, crypt, dry_run, batch) {
+                if let Ok(mut state) = shared.lock() {
+                    state.error.get_or_insert(e);
+                }
+                return;
+            }
+        }
     }
+}
+
+/// Write one index file listing `packs`, which are already durable.
+fn write_index(
+    backend: &dyn Backend,
+    crypt: &Crypt,
+    dry_run: bool,
+    packs: Vec<IndexPack>,
+) -> Result<()> {
+    if packs.is_empty() || dry_run {
+        return Ok(());
+    }
+    let file = IndexFile {
+        packs,
+        supersedes: Vec::new(),
+    };
+    let (id, bytes) = crypt.seal_object(ObjectKind::Index, &file.encode())?;
+    backend
+        .write(FileType::Index, &IndexId(id).to_hex(), &bytes)
+        .map_err(|cause| Error::Backend {
+            location: backend.location(),
+            cause,
+        })
 }
