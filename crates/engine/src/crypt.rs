@@ -31,10 +31,45 @@ impl std::fmt::Debug for Crypt {
     }
 }
 
+thread_local! {
+    // zstd contexts are expensive to create (about 5% of a backup's CPU when made per chunk);
+    // each thread keeps one compressor (for its current level) and one decompressor.
+    static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { std::cell::RefCell::new(None) };
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn zstd_compress(data: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+    COMPRESSOR.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.as_ref().is_none_or(|(l, _)| *l != level) {
+            *c = Some((level, zstd::bulk::Compressor::new(level)?));
+        }
+        match c.as_mut() {
+            Some((_, comp)) => comp.compress(data),
+            None => zstd::bulk::compress(data, level),
+        }
+    })
+}
+
+fn zstd_decompress(data: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.is_none() {
+            *d = Some(zstd::bulk::Decompressor::new()?);
+        }
+        match d.as_mut() {
+            Some(dec) => dec.decompress(data, capacity),
+            None => zstd::bulk::decompress(data, capacity),
+        }
+    })
+}
+
 /// zstd-compress `data` if that saves at least 1/32 of it; otherwise store it as is.
 pub(crate) fn compress(data: &[u8], level: i32) -> (Compression, Vec<u8>) {
     if data.len() >= 64 {
-        if let Ok(z) = zstd::bulk::compress(data, level) {
+        if let Ok(z) = zstd_compress(data, level) {
             if z.len() < data.len() - data.len() / 32 {
                 return (Compression::Zstd, z);
             }
@@ -52,8 +87,7 @@ pub(crate) fn decompress(
     match compression {
         Compression::None => Ok(data),
         Compression::Zstd => {
-            let out =
-                zstd::bulk::decompress(&data, raw_len).map_err(|e| Error::corrupt(object(), e))?;
+            let out = zstd_decompress(&data, raw_len).map_err(|e| Error::corrupt(object(), e))?;
             if out.len() != raw_len {
                 return Err(Error::corrupt(
                     object(),
