@@ -283,6 +283,13 @@ pub struct PruneArgs {
     /// Print the plan (every pack to delete or repack, with the reason) and change nothing.
     #[arg(short = 'n', long)]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub options: PruneOptionArgs,
+}
+
+/// Prune settings, shared by `prune` and `forget --prune`.
+#[derive(Args, Debug)]
+pub struct PruneOptionArgs {
     /// Repack until at most this percentage of stored bytes is unused.
     #[arg(long, default_value_t = 5.0)]
     pub max_unused: f64,
@@ -336,10 +343,8 @@ pub struct ForgetArgs {
     #[arg(short = 'n', long)]
     pub dry_run: bool,
     /// Prune options (with --prune).
-    #[arg(long, default_value_t = 5.0)]
-    pub max_unused: f64,
-    #[arg(long)]
-    pub max_repack_size: Option<String>,
+    #[command(flatten)]
+    pub prune_options: PruneOptionArgs,
 }
 
 #[derive(Args, Debug)]

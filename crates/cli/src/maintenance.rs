@@ -41,14 +41,19 @@ pub fn parse_size(s: &str) -> Result<u64> {
     Ok((n * mult as f64) as u64)
 }
 
-pub fn prune(g: &GlobalArgs, a: &PruneArgs) -> Result<i32> {
+/// Prune settings from `--max-unused` and `--max-repack-size` (of `prune` or `forget --prune`).
+pub fn prune_options(a: &PruneOptionArgs) -> Result<PruneOptions> {
     if !(0.0..=100.0).contains(&a.max_unused) {
         return Err(crate::usage!("--max-unused must be between 0 and 100"));
     }
-    let opts = PruneOptions {
+    Ok(PruneOptions {
         max_unused_percent: a.max_unused,
         max_repack_bytes: a.max_repack_size.as_deref().map(parse_size).transpose()?,
-    };
+    })
+}
+
+pub fn prune(g: &GlobalArgs, a: &PruneArgs) -> Result<i32> {
+    let opts = prune_options(&a.options)?;
     let (mut repo, _lock) = open(g, LockKind::Exclusive, "prune")?;
     let plan = prune::plan(&repo, &opts)?;
     if !g.json && !g.quiet {

@@ -3,12 +3,12 @@
 
 use crate::args::*;
 use crate::commands::open;
-use crate::maintenance::parse_size;
+use crate::maintenance::prune_options;
 use crate::render;
 use anyhow::Result;
 use serde_json::json;
 use snapguard_engine::lock::LockKind;
-use snapguard_engine::prune::{self, PruneOptions};
+use snapguard_engine::prune;
 
 fn policy_of(a: &ForgetArgs) -> Result<Option<snapguard_policy::RetentionPolicy>> {
     let p = snapguard_policy::RetentionPolicy {
@@ -51,6 +51,7 @@ pub fn forget(g: &GlobalArgs, a: &ForgetArgs) -> Result<i32> {
         return Err(crate::usage!("nothing to forget: name snapshots or give a policy (--keep-last, --keep-daily, --keep-within, …)"));
     }
     let group_by = snapguard_policy::GroupBy::parse(&a.group_by)?;
+    let prune_opts = prune_options(&a.prune_options)?;
     let (mut repo, _lock) = open(g, LockKind::Exclusive, "forget")?;
     if !a.dry_run {
         repo.ensure_deletable("forget")?;
@@ -124,11 +125,7 @@ pub fn forget(g: &GlobalArgs, a: &ForgetArgs) -> Result<i32> {
     }
     let mut out = json!({"dry_run": false, "snapshots": decisions, "removed": removed});
     if a.prune {
-        let opts = PruneOptions {
-            max_unused_percent: a.max_unused,
-            max_repack_bytes: a.max_repack_size.as_deref().map(parse_size).transpose()?,
-        };
-        let plan = prune::plan(&repo, &opts)?;
+        let plan = prune::plan(&repo, &prune_opts)?;
         let stats = prune::execute(&mut repo, &plan)?;
         if !g.json && !g.quiet {
             println!(

@@ -130,6 +130,25 @@ pub fn probe(backend: &dyn Backend) -> Result<(ConfigHeader, Vec<u8>)> {
 }
 
 impl Repository {
+    fn assemble(
+        backend: Arc<dyn Backend>,
+        crypt: Crypt,
+        config: ConfigFile,
+        header: ConfigHeader,
+        slot: SlotId,
+    ) -> Repository {
+        Repository {
+            backend,
+            crypt,
+            config,
+            header,
+            index: Index::default(),
+            index_errors: Vec::new(),
+            lock_refreshed: std::sync::Mutex::new(None),
+            slot,
+        }
+    }
+
     /// Create a new repository with one key slot opened by `secret`.
     pub fn init(
         backend: Arc<dyn Backend>,
@@ -217,16 +236,9 @@ impl Repository {
         backend
             .write(FileType::Config, "config", &bytes)
             .map_err(backend_err(&*backend))?;
-        Ok(Repository {
-            backend,
-            crypt,
-            config,
-            header,
-            index: Index::default(),
-            index_errors: Vec::new(),
-            lock_refreshed: std::sync::Mutex::new(None),
-            slot: slot_id,
-        })
+        Ok(Repository::assemble(
+            backend, crypt, config, header, slot_id,
+        ))
     }
 
     /// Unlock the repository with the first of `secrets` that opens a key slot. Callers then
@@ -273,16 +285,7 @@ impl Repository {
                 slots: slots.len(),
             }));
         };
-        Ok(Repository {
-            backend,
-            crypt,
-            config,
-            header,
-            index: Index::default(),
-            index_errors: Vec::new(),
-            lock_refreshed: std::sync::Mutex::new(None),
-            slot,
-        })
+        Ok(Repository::assemble(backend, crypt, config, header, slot))
     }
 
     /// A shared handle on the backend (for worker threads).
