@@ -389,14 +389,17 @@ pub fn restore(g: &GlobalArgs, a: &RestoreArgs) -> Result<i32> {
     let (repo, _lock) = open(g, LockKind::Shared, "restore")?;
     let (snap_spec, sub) = split_spec(&a.snapshot)?;
     let (id, snap) = repo.find_snapshot(&snap_spec)?;
+    let display = (!a.dry_run).then(|| crate::progress::Display::start(g, "restore", "files"));
     let opts = RestoreOptions {
         target: a.target.clone(),
         includes: a.includes.clone(),
         excludes: a.excludes.clone(),
         dry_run: a.dry_run,
+        progress: display.as_ref().map(|d| d.progress.clone()),
     };
-    let r =
-        snapguard_engine::restore(&repo, &snap, &sub, &opts).map_err(|e| name_snapshot(e, &id))?;
+    let r = snapguard_engine::restore(&repo, &snap, &sub, &opts);
+    drop(display);
+    let r = r.map_err(|e| name_snapshot(e, &id))?;
     for w in &r.warnings {
         eprintln!("warning: {}: {}", w.path, w.message);
     }

@@ -43,6 +43,8 @@ pub struct RestoreOptions {
     pub includes: Vec<String>,
     pub excludes: Vec<String>,
     pub dry_run: bool,
+    /// Counters for a progress display (files and bytes of file data written).
+    pub progress: Option<std::sync::Arc<crate::progress::Progress>>,
 }
 
 /// Something that could not be restored exactly.
@@ -106,6 +108,8 @@ struct Restorer<'a> {
     plan: data::Plan,
     slots: Vec<data::FileSlot>,
     pending: Vec<PendingFile>,
+    /// Bytes of file data the plan will write (progress totals).
+    planned_bytes: u64,
 }
 
 /// A directory created (or found) by the walk.
@@ -189,6 +193,7 @@ pub fn restore(
         plan: data::Plan::default(),
         slots: Vec::new(),
         pending: Vec::new(),
+        planned_bytes: 0,
     };
     if !opts.dry_run {
         prepare_target(&opts.target)?;
@@ -218,7 +223,14 @@ pub fn restore(
             "restore: tree walked, data planned"
         );
         let plan = std::mem::take(&mut r.plan);
-        data::run(repo, plan, &r.slots, &|i| {
+        let progress = opts.progress.as_deref();
+        if let Some(p) = progress {
+            p.set_totals(r.slots.len() as u64, r.planned_bytes);
+        }
+        data::run(repo, plan, &r.slots, progress, &|i| {
+            if let Some(p) = progress {
+                p.add_files(1);
+            }
             complete(&r.slots[i], &r.pending[i])
         })?;
         tracing::debug!(elapsed = ?started.elapsed(), "restore: data written");
@@ -512,6 +524,7 @@ impl Restorer<'_> {
             data::FileSlot::new(dest.to_path_buf(), &file).map_err(|e| Error::io(dest, e))?;
         let i = self.slots.len();
         for (loc, offset, len) in parts {
+            self.planned_bytes += u64::from(len);
             self.plan.add(loc, i, offset, len);
             slot.add_target();
         }

@@ -204,6 +204,7 @@ impl Handles {
 
 struct Ctx<'a> {
     repo: &'a Repository,
+    progress: Option<&'a crate::progress::Progress>,
     jobs: &'a [PackJob],
     files: &'a [FileSlot],
     complete: &'a Complete<'a>,
@@ -223,6 +224,7 @@ pub(super) fn run(
     repo: &Repository,
     plan: Plan,
     files: &[FileSlot],
+    progress: Option<&crate::progress::Progress>,
     complete: &Complete<'_>,
 ) -> Result<()> {
     let Plan { packs, .. } = plan;
@@ -235,6 +237,7 @@ pub(super) fn run(
         .min(packs.len());
     let ctx = Ctx {
         repo,
+        progress,
         jobs: &packs,
         files,
         complete,
@@ -379,6 +382,9 @@ impl Ctx<'_> {
                 let file = self.handles.get(self.files, t.file)?;
                 file.write_all_at(plain, t.offset)
                     .map_err(|e| Error::io(&slot.path, e))?;
+                if let Some(p) = self.progress {
+                    p.add_bytes(plain.len() as u64);
+                }
             }
             self.done(t.file)?;
         }
