@@ -12,6 +12,10 @@ use snapguard_format::{
     BlobId, BlobType, PackBlob, PackHeader, PackId, PackTrailer, PACK_MAGIC, PACK_TRAILER_LEN,
 };
 
+/// Initial capacity of a pack buffer: the default 16 MiB target plus a maximal 8 MiB chunk and
+/// its header.
+const PACK_BUFFER_CAPACITY: usize = 25 << 20;
+
 /// A pack under construction.
 pub(crate) struct PackWriter {
     id: PackId,
@@ -42,7 +46,9 @@ impl PackWriter {
     pub(crate) fn with_id(crypt: &Crypt, id: PackId) -> Result<PackWriter> {
         let epoch = crypt.bundle.current_epoch();
         let key = crypt.pack_key(&id, epoch, crypt.cipher)?;
-        let mut buf = Vec::with_capacity(1 << 20);
+        // Room for a full pack plus one more maximal chunk, so the buffer is never reallocated
+        // (and copied) while it fills; untouched capacity costs no memory until written.
+        let mut buf = Vec::with_capacity(PACK_BUFFER_CAPACITY);
         buf.extend_from_slice(PACK_MAGIC);
         Ok(PackWriter {
             id,
