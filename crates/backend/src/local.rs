@@ -35,6 +35,24 @@ impl LocalBackend {
     }
 }
 
+/// A fresh temporary name in `dir` (random, so leftovers of crashed writers never collide).
+fn temp_name(dir: &Path) -> PathBuf {
+    let mut suffix = [0u8; 8];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut suffix);
+    dir.join(format!(".tmp-{}", hex::encode(suffix)))
+}
+
+/// Create `tmp` (which must not exist) with `data`, fsynced.
+fn write_durable(tmp: &Path, data: &[u8]) -> std::io::Result<()> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(tmp)?;
+    f.write_all(data)?;
+    f.sync_all()
+}
+
 /// Give the complete temporary file its final name without ever replacing an existing file:
 /// a hard link where the filesystem has them, else `renameat2(RENAME_NOREPLACE)`, else (for
 /// filesystems that have neither, such as FAT/exFAT) a check for the name followed by a rename,
@@ -143,20 +161,8 @@ impl Backend for LocalBackend {
                 sync_dir(parent).map_err(|e| self.err(parent, e))?;
             }
         }
-        let mut suffix = [0u8; 8];
-        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut suffix);
-        let tmp = dir.join(format!(".tmp-{}", hex::encode(suffix)));
-        let result = (|| {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(data)?;
-            f.sync_all()?;
-            drop(f);
-            publish(&tmp, &path)
-        })();
+        let tmp = temp_name(&dir);
+        let result = write_durable(&tmp, data).and_then(|()| publish(&tmp, &path));
         // Whatever happened, the temporary name must go; the final name (if linked) stays.
         let _ = fs::remove_file(&tmp);
         result.map_err(|e| self.err(&path, e))?;
@@ -207,19 +213,8 @@ impl Backend for LocalBackend {
 
     fn replace_config(&self, data: &[u8]) -> Result<()> {
         let path = self.root.join("config");
-        let tmp = self
-            .root
-            .join(format!(".tmp-config-{}", std::process::id()));
-        let result = (|| {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(data)?;
-            f.sync_all()?;
-            fs::rename(&tmp, &path)
-        })();
+        let tmp = temp_name(&self.root);
+        let result = write_durable(&tmp, data).and_then(|()| fs::rename(&tmp, &path));
         if result.is_err() {
             let _ = fs::remove_file(&tmp);
         }

@@ -783,16 +783,21 @@ fn config_aad(head: &[u8]) -> Vec<u8> {
     aad
 }
 
-fn seal_config(crypt: &Crypt, header: &ConfigHeader, config: &ConfigFile) -> Result<Vec<u8>> {
-    let head = header.encode();
+/// The key sealing the config body: a subkey of data key epoch 0 and the header's salt.
+fn config_key(crypt: &Crypt, header: &ConfigHeader) -> Result<snapguard_crypto::SealKey> {
     let data_key = crypt
         .bundle
         .data_key(0)
         .ok_or_else(|| Error::corrupt("key bundle", "data key 0 missing"))?;
-    let key = snapguard_crypto::SealKey::new(
+    Ok(snapguard_crypto::SealKey::new(
         crypt.cipher,
         snapguard_crypto::derive_subkey(data_key, &header.salt),
-    );
+    ))
+}
+
+fn seal_config(crypt: &Crypt, header: &ConfigHeader, config: &ConfigFile) -> Result<Vec<u8>> {
+    let head = header.encode();
+    let key = config_key(crypt, header)?;
     let mut out = head.clone();
     key.seal_into(
         &snapguard_crypto::counter_nonce(0),
@@ -806,14 +811,7 @@ fn seal_config(crypt: &Crypt, header: &ConfigHeader, config: &ConfigFile) -> Res
 fn open_config(crypt: &Crypt, bytes: &[u8]) -> Result<ConfigFile> {
     let (header, head, body) =
         ConfigHeader::parse(bytes).map_err(|e| Error::corrupt("config", e))?;
-    let data_key = crypt
-        .bundle
-        .data_key(0)
-        .ok_or_else(|| Error::corrupt("key bundle", "data key 0 missing"))?;
-    let key = snapguard_crypto::SealKey::new(
-        crypt.cipher,
-        snapguard_crypto::derive_subkey(data_key, &header.salt),
-    );
+    let key = config_key(crypt, &header)?;
     let plain = key
         .open(&snapguard_crypto::counter_nonce(0), &config_aad(head), body)
         .map_err(|e| Error::corrupt("config", e))?;
