@@ -36,9 +36,12 @@ pub struct GlobalArgs {
     /// Unlock with a key file (a key-file slot) instead of a password.
     #[arg(long, env = "SNAPGUARD_KEY_FILE", global = true)]
     pub key_file: Option<PathBuf>,
-    /// Limit writes to the repository to this many MiB/s.
-    #[arg(long, global = true, value_name = "MIB_PER_S")]
+    /// Limit writes to the repository to this many MiB/s (overrides [limits] upload).
+    #[arg(long, global = true, value_name = "MIB_PER_S", value_parser = crate::config::parse_rate)]
     pub limit_upload: Option<f64>,
+    /// Read settings from this TOML file instead of /etc/snapguard/config.toml (see docs/config.md).
+    #[arg(long, env = "SNAPGUARD_CONFIG", global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Print machine-readable JSON.
     #[arg(long, global = true)]
     pub json: bool,
@@ -48,6 +51,10 @@ pub struct GlobalArgs {
     /// More log output (repeat for more).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    /// The settings of the configuration file (not an option: `main` fills it in from the file
+    /// that `config` names, after parsing), here so that every command can reach them.
+    #[arg(skip)]
+    pub settings: crate::config::Config,
 }
 
 #[derive(Subcommand, Debug)]
@@ -153,8 +160,8 @@ pub struct BackupArgs {
     /// Compare against this snapshot instead of the latest one of this host and these paths.
     #[arg(long)]
     pub parent: Option<String>,
-    /// Limit reading of the files being backed up to this many MiB/s.
-    #[arg(long, value_name = "MIB_PER_S")]
+    /// Limit reading of the files being backed up to this many MiB/s (overrides [limits] read).
+    #[arg(long, value_name = "MIB_PER_S", value_parser = crate::config::parse_rate)]
     pub limit_read: Option<f64>,
     /// Compression of new data: off, fast (zstd 1), auto (zstd 3, the default), max (zstd 19),
     /// or a zstd level 1-22. Incompressible chunks are always stored as they are.

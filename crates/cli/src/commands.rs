@@ -18,7 +18,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// The repository location from -r / SNAPGUARD_REPOSITORY, or the default.
+/// The repository location from -r / SNAPGUARD_REPOSITORY, or the default; writes limited by
+/// --limit-upload or the config file's `[limits] upload`.
 pub fn backend(g: &GlobalArgs) -> Result<Arc<dyn Backend>> {
     let loc = match &g.repo {
         Some(r) => r.clone(),
@@ -32,10 +33,7 @@ pub fn backend(g: &GlobalArgs) -> Result<Arc<dyn Backend>> {
     }
     let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(local));
     Ok(
-        match g
-            .limit_upload
-            .and_then(|m| snapguard_backend::RateLimiter::new(m * 1048576.0))
-        {
+        match crate::config::rate_limiter(g.limit_upload, g.settings.limits.upload) {
             Some(limit) => Arc::new(snapguard_backend::ThrottledBackend::new(backend, limit)),
             None => backend,
         },
@@ -164,9 +162,7 @@ pub fn backup(g: &GlobalArgs, a: &BackupArgs) -> Result<i32> {
             .transpose()?,
         threads: None,
         progress: None,
-        read_limit: a
-            .limit_read
-            .and_then(|m| snapguard_backend::RateLimiter::new(m * 1048576.0)),
+        read_limit: crate::config::rate_limiter(a.limit_read, g.settings.limits.read),
         program_version: format!("snapguard {}", env!("CARGO_PKG_VERSION")),
     };
     let display = crate::progress::Display::start(g, "backup", "files");

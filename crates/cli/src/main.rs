@@ -3,6 +3,7 @@
 
 mod args;
 mod commands;
+mod config;
 mod keys;
 mod maintenance;
 mod progress;
@@ -122,7 +123,7 @@ fn default_sigpipe() {
 
 fn main() {
     default_sigpipe();
-    let cli = match Cli::try_parse() {
+    let mut cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() { exit::USAGE } else { 0 };
@@ -131,8 +132,25 @@ fn main() {
         }
     };
     init_logging(&cli.global);
+    // The config file is read before any command runs, so a broken file is reported at once
+    // (exit code 2), whatever the command.
+    let result = config::load(cli.global.config.as_deref()).and_then(|settings| {
+        cli.global.settings = settings;
+        run(&cli)
+    });
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            let code = exit_code(&e);
+            eprintln!("snapguard: error: {e:#}");
+            std::process::exit(code);
+        }
+    }
+}
+
+fn run(cli: &Cli) -> anyhow::Result<i32> {
     let g = &cli.global;
-    let result = match &cli.command {
+    match &cli.command {
         Command::Init(a) => commands::init(g, a),
         Command::Backup(a) => commands::backup(g, a),
         Command::Snapshots(a) => commands::snapshots(g, a),
@@ -153,13 +171,5 @@ fn main() {
         Command::Prune(a) => maintenance::prune(g, a),
         Command::Unlock(a) => commands::unlock(g, a),
         Command::Key(k) => keys::run(g, k),
-    };
-    match result {
-        Ok(code) => std::process::exit(code),
-        Err(e) => {
-            let code = exit_code(&e);
-            eprintln!("snapguard: error: {e:#}");
-            std::process::exit(code);
-        }
     }
 }

@@ -77,7 +77,7 @@ pub(crate) fn no_panic(out: &Out) {
 }
 
 /// Exit code `code`, no panic, and every `must` (case-insensitive) in stderr.
-fn expect_err(out: &Out, code: i32, musts: &[&str]) {
+pub(crate) fn expect_err(out: &Out, code: i32, musts: &[&str]) {
     no_panic(out);
     out.expect_code(code);
     let stderr = out.stderr_str().to_lowercase();

@@ -23,7 +23,9 @@ fn snapguard(repo: &Path) -> assert_cmd::Command {
     c.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("SNAPGUARD_REPOSITORY", repo)
-        .env("SNAPGUARD_PASSWORD", "golden");
+        .env("SNAPGUARD_PASSWORD", "golden")
+        // An empty config file, so that /etc/snapguard/config.toml cannot interfere.
+        .env("SNAPGUARD_CONFIG", "/dev/null");
     c
 }
 

@@ -1,6 +1,7 @@
 //! End-to-end tests of the `snapguard` binary (one test binary, many modules).
 
 mod commands;
+mod config;
 mod crash;
 mod errors;
 mod fidelity;

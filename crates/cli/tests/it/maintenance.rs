@@ -47,6 +47,7 @@ pub(crate) fn sg_at(ws: &Ws, name: &str) -> Sg {
         bin: crate::support::cmd::bin(),
         repo: ws.path(name),
         cache,
+        config: crate::support::cmd::empty_config(ws),
         wrapper: Vec::new(),
         extra_env: Vec::new(),
     }

@@ -124,12 +124,30 @@ impl Backup {
     }
 }
 
+/// An empty configuration file `ws/snapguard.toml` (created if missing, kept if it exists), for
+/// `SNAPGUARD_CONFIG`: every run names its config file, so a machine-wide
+/// `/etc/snapguard/config.toml` never influences a test. Tests of the config file write to it or
+/// pass `--config`.
+pub fn empty_config(ws: &Ws) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = ws.path("snapguard.toml");
+    if !path.exists() {
+        std::fs::write(&path, b"").expect("create empty config file");
+        // Readable by the unprivileged users some tests switch to.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
+            .expect("chmod config file");
+    }
+    path
+}
+
 /// A repository plus the environment to use it.
 pub struct Sg {
     /// The binary to run (normally [`bin()`]).
     pub bin: PathBuf,
     pub repo: PathBuf,
     pub cache: PathBuf,
+    /// The configuration file, passed as `SNAPGUARD_CONFIG` (normally [`empty_config`]).
+    pub config: PathBuf,
     /// Run the binary through this wrapper (e.g. setpriv) if set.
     pub wrapper: Vec<OsString>,
     pub extra_env: Vec<(OsString, OsString)>,
@@ -142,6 +160,7 @@ impl Sg {
             bin: bin(),
             repo: ws.path("repo"),
             cache: ws.path("cache"),
+            config: empty_config(ws),
             wrapper: Vec::new(),
             extra_env: Vec::new(),
         };
@@ -166,6 +185,7 @@ impl Sg {
         cmd.env("SNAPGUARD_REPOSITORY", &self.repo)
             .env("SNAPGUARD_PASSWORD", PASSWORD)
             .env("SNAPGUARD_CACHE_DIR", &self.cache)
+            .env("SNAPGUARD_CONFIG", &self.config)
             .env_remove("SNAPGUARD_PASSWORD_FILE")
             .timeout(TIMEOUT);
         for (k, v) in &self.extra_env {
@@ -273,6 +293,7 @@ impl Sg {
         cmd.env("SNAPGUARD_REPOSITORY", &self.repo)
             .env("SNAPGUARD_PASSWORD", PASSWORD)
             .env("SNAPGUARD_CACHE_DIR", &self.cache)
+            .env("SNAPGUARD_CONFIG", &self.config)
             .env_remove("SNAPGUARD_PASSWORD_FILE");
         for (k, v) in &self.extra_env {
             cmd.env(k, v);
