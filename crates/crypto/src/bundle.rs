@@ -166,6 +166,14 @@ impl KeyBundle {
         blake3::Hasher::new_keyed(self.id_key.as_bytes())
     }
 
+    /// Key of the keyed BLAKE3 MAC over local cache files (the on-disk index
+    /// cache): `derive_key("snapguard 2026-11 local cache mac v1", id_key)`.
+    /// A cache file that does not verify under it was not written by a
+    /// client holding this repository's keys.
+    pub fn cache_mac_key(&self) -> Key32 {
+        crate::key::derive_key_parts(crate::CACHE_MAC_CONTEXT, &[self.id_key.as_bytes()])
+    }
+
     /// The chunker's 256-entry gear table: BLAKE3
     /// `derive_key("snapguard 2026-11 chunker gear v1", chunker_key)` used as
     /// an XOF, 2048 bytes read, each 8 bytes a little-endian `u64`.

@@ -76,6 +76,9 @@ pub const SUBKEY_CONTEXT: &str = "snapguard 2026-11 object subkey v1";
 pub const GEAR_CONTEXT: &str = "snapguard 2026-11 chunker gear v1";
 /// BLAKE3 `derive_key` context for the key-encryption key of a key-file slot.
 pub const KEY_FILE_CONTEXT: &str = "snapguard 2026-11 key-file slot v1";
+/// BLAKE3 `derive_key` context for the MAC key of local cache files
+/// ([`KeyBundle::cache_mac_key`]).
+pub const CACHE_MAC_CONTEXT: &str = "snapguard 2026-11 local cache mac v1";
 
 /// Everything that can go wrong in this crate.
 ///

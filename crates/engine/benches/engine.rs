@@ -173,7 +173,7 @@ fn build_index(rng: &mut Rng) -> (Index, Vec<BlobId>) {
 fn bench_index(c: &mut Criterion) {
     let mut rng = Rng(0x1de5);
     let (index, ids) = build_index(&mut rng);
-    assert_eq!(index.blob_count(), INDEX_ENTRIES);
+    assert_eq!(index.blob_count(), INDEX_ENTRIES as u64);
     // Look up in a shuffled order so hits are not served from neighbouring cache lines.
     let probes: Vec<BlobId> = (0..4096)
         .map(|_| ids[(rng.next() % ids.len() as u64) as usize])
@@ -186,7 +186,7 @@ fn bench_index(c: &mut Criterion) {
         b.iter(|| {
             probes
                 .iter()
-                .filter(|id| index.get(black_box(id)).is_some())
+                .filter(|id| matches!(index.get(black_box(id)), Ok(Some(_))))
                 .count()
         })
     });
@@ -194,7 +194,7 @@ fn bench_index(c: &mut Criterion) {
         b.iter(|| {
             misses
                 .iter()
-                .filter(|id| index.get(black_box(id)).is_some())
+                .filter(|id| matches!(index.get(black_box(id)), Ok(Some(_))))
                 .count()
         })
     });

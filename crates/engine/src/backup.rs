@@ -610,7 +610,7 @@ impl Archiver<'_> {
     /// Store a blob unless the repository already has it.
     fn store_blob(&mut self, kind: BlobType, data: Vec<u8>) -> Result<BlobId> {
         let id = BlobId(self.repo.crypt().id_of(&data));
-        if self.repo.index().contains(&id) || !self.pending.insert(id) {
+        if self.repo.index().contains(&id)? || !self.pending.insert(id) {
             return Ok(id);
         }
         self.summary.bytes_added += data.len() as u64;

@@ -239,7 +239,7 @@ pub fn stats(repo: &Repository, snapshots: &[SnapshotFile]) -> Result<Stats> {
             // Files are counted in every snapshot; blobs (and so trees) only once.
             let tree = repo.read_tree(&id)?;
             if seen_trees.insert(id) {
-                count_blob(repo, &BlobId::from(id), &mut seen, &mut s);
+                count_blob(repo, &BlobId::from(id), &mut seen, &mut s)?;
             }
             first = false;
             for n in &tree.nodes {
@@ -257,7 +257,7 @@ pub fn stats(repo: &Repository, snapshots: &[SnapshotFile]) -> Result<Stats> {
                         }
                         for p in &n.content {
                             if let ContentPart::Data { id, len } = p {
-                                if count_blob(repo, id, &mut seen, &mut s) {
+                                if count_blob(repo, id, &mut seen, &mut s)? {
                                     data_raw += u64::from(*len);
                                 }
                             }
@@ -282,14 +282,19 @@ pub fn stats(repo: &Repository, snapshots: &[SnapshotFile]) -> Result<Stats> {
     Ok(s)
 }
 
-fn count_blob(repo: &Repository, id: &BlobId, seen: &mut HashSet<BlobId>, s: &mut Stats) -> bool {
+fn count_blob(
+    repo: &Repository,
+    id: &BlobId,
+    seen: &mut HashSet<BlobId>,
+    s: &mut Stats,
+) -> Result<bool> {
     if !seen.insert(*id) {
-        return false;
+        return Ok(false);
     }
     s.unique_blobs += 1;
-    if let Some(loc) = repo.index().get(id) {
+    if let Some(loc) = repo.index().get(id)? {
         s.unique_raw_size += u64::from(loc.blob.raw_length);
         s.stored_size += u64::from(loc.blob.length);
     }
-    true
+    Ok(true)
 }

@@ -307,15 +307,20 @@ fn walk_snapshot(
             }
             for part in &n.content {
                 if let ContentPart::Data { id, .. } = part {
-                    if !repo.index().contains(id) {
-                        r.error(
-                            format!(
-                                "snapshot {} file {}",
-                                sid.short(),
-                                String::from_utf8_lossy(&child)
-                            ),
+                    let object = || {
+                        format!(
+                            "snapshot {} file {}",
+                            sid.short(),
+                            String::from_utf8_lossy(&child)
+                        )
+                    };
+                    match repo.index().contains(id) {
+                        Ok(true) => {}
+                        Ok(false) => r.error(
+                            object(),
                             format!("refers to blob {id}, which no index lists (data lost)"),
-                        );
+                        ),
+                        Err(e) => r.error(object(), e),
                     }
                 }
             }

@@ -122,7 +122,7 @@ pub fn used_blobs(repo: &Repository) -> Result<(HashSet<BlobId>, u64)> {
 pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
     let (used, snapshots) = used_blobs(repo)?;
     for id in &used {
-        if !repo.index().contains(id) {
+        if !repo.index().contains(id)? {
             return Err(Error::Corrupt {
                 object: format!("blob {id}"),
                 detail: "used by a snapshot but missing from the index; run 'snapguard check' and 'snapguard repair' before pruning".into(),

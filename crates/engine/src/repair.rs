@@ -115,11 +115,11 @@ struct Saver<'r> {
 
 impl Saver<'_> {
     /// Whether a blob's data is gone: not indexed, or its pack is missing or truncated.
-    fn lost(&self, id: &BlobId) -> bool {
-        match self.repo.index().get(id) {
+    fn lost(&self, id: &BlobId) -> Result<bool> {
+        Ok(match self.repo.index().get(id)? {
             None => true,
             Some(loc) => self.lost_packs.contains(&loc.pack),
-        }
+        })
     }
 }
 
@@ -127,7 +127,7 @@ impl Saver<'_> {
     fn save_tree(&mut self, tree: &Tree) -> Result<TreeId> {
         let bytes = tree.encode();
         let id = BlobId(self.repo.crypt().id_of(&bytes));
-        if self.dry_run || self.repo.index().contains(&id) || self.pending.contains(&id) {
+        if self.dry_run || self.repo.index().contains(&id)? || self.pending.contains(&id) {
             return Ok(TreeId::from(id));
         }
         if self.pack.is_none() {
@@ -200,10 +200,12 @@ impl Saver<'_> {
             if let Some(sub) = node.subtree {
                 node.subtree = Some(self.fix(sub, &child, lost, memo)?);
             }
-            let missing = node
-                .content
-                .iter()
-                .any(|c| matches!(c, ContentPart::Data { id, .. } if self.lost(id)));
+            let mut missing = false;
+            for c in &node.content {
+                if let ContentPart::Data { id, .. } = c {
+                    missing |= self.lost(id)?;
+                }
+            }
             if missing {
                 lost.push(String::from_utf8_lossy(&child).into_owned());
                 continue;
@@ -234,9 +236,9 @@ pub fn repair_snapshots(
         .into_iter()
         .collect();
     let mut lost_packs = std::collections::HashSet::new();
-    for (_, loc) in repo.index().iter() {
-        if files.get(&loc.pack.to_hex()).copied() != repo.index().pack_size(&loc.pack) {
-            lost_packs.insert(loc.pack);
+    for p in repo.index().packs() {
+        if files.get(&p.id.to_hex()).copied() != Some(p.size) {
+            lost_packs.insert(p.id);
         }
     }
     let mut saver = Saver {

@@ -16,6 +16,7 @@ use snapguard_format::{
     BlobId, BlobType, ConfigFile, ConfigHeader, FeatureFlags, IndexFile, IndexId, IndexPack,
     ObjectKind, RepoId, SlotId, SnapshotFile, SnapshotId, Timestamp, Tree, TreeId, FORMAT_VERSION,
 };
+use std::path::PathBuf;
 use std::sync::Arc;
 use zeroize::Zeroizing;
 
@@ -80,6 +81,8 @@ pub struct Repository {
     index: Index,
     /// Index files that could not be read by the last `load_index`.
     index_errors: Vec<Error>,
+    /// Where the on-disk index segments live (None: the index is kept in memory).
+    cache_dir: Option<PathBuf>,
     /// Freshness of the lock this session holds, checked before every commit point.
     lock_refreshed: std::sync::Mutex<Option<Arc<std::sync::Mutex<std::time::Instant>>>>,
     slot: SlotId,
@@ -144,6 +147,7 @@ impl Repository {
             header,
             index: Index::default(),
             index_errors: Vec::new(),
+            cache_dir: None,
             lock_refreshed: std::sync::Mutex::new(None),
             slot,
         }
@@ -408,23 +412,52 @@ impl Repository {
             .backend
             .list(FileType::Index)
             .map_err(self.backend_err())?;
-        let mut files = Vec::with_capacity(names.len());
         self.index_errors.clear();
+        let mut listing = Vec::with_capacity(names.len());
         for (name, _) in names {
-            let loaded = IndexId::from_hex(&name)
-                .map_err(|e| Error::corrupt(format!("index/{name}"), e))
-                .and_then(|id| Ok((id, self.read_index(&name)?)));
-            match loaded {
-                Ok(x) => files.push(x),
-                // A damaged index file loses only the locations it lists; everything else
-                // stays usable. `check` reports it and `repair index` rebuilds it.
-                Err(e @ Error::Corrupt { .. }) => {
-                    tracing::debug!("{e}");
-                    self.index_errors.push(e);
-                }
-                Err(e) => return Err(e),
+            match IndexId::from_hex(&name) {
+                Ok(id) => listing.push(id),
+                Err(e) => self
+                    .index_errors
+                    .push(Error::corrupt(format!("index/{name}"), e)),
             }
         }
+        if let Some(dir) = self.cache_dir.clone() {
+            let mac_key = self.crypt.bundle().cache_mac_key();
+            let mut errors = Vec::new();
+            let loaded = crate::index::cache::load(
+                &dir,
+                crate::index::cache::Source {
+                    repo: self.config.repo_id,
+                    mac_key: mac_key.as_bytes(),
+                    listing: &listing,
+                    read: &mut |id| self.read_index_or_record(id, &mut errors),
+                },
+                Default::default(),
+            );
+            match loaded {
+                Ok(index) => {
+                    self.index = index;
+                    self.index_errors.extend(errors);
+                    return Ok(());
+                }
+                Err(crate::index::cache::LoadError::Repo(e)) => return Err(e),
+                Err(crate::index::cache::LoadError::Cache(e)) => {
+                    tracing::warn!(
+                        "cannot use the index cache in {}: {e}; keeping the index in memory",
+                        dir.display()
+                    );
+                }
+            }
+        }
+        let mut files = Vec::with_capacity(listing.len());
+        let mut errors = Vec::new();
+        for id in &listing {
+            if let Some(f) = self.read_index_or_record(id, &mut errors)? {
+                files.push((*id, f));
+            }
+        }
+        self.index_errors.extend(errors);
         let superseded: std::collections::HashSet<IndexId> = files
             .iter()
             .flat_map(|(_, f)| f.supersedes.iter().copied())
@@ -440,6 +473,30 @@ impl Repository {
         }
         self.index = index;
         Ok(())
+    }
+
+    /// Read an index file; a damaged one is recorded in `errors` (it loses only the locations
+    /// it lists: `check` reports it and `repair index` rebuilds it) and gives `None`.
+    fn read_index_or_record(
+        &self,
+        id: &IndexId,
+        errors: &mut Vec<Error>,
+    ) -> Result<Option<IndexFile>> {
+        match self.read_index(&id.to_hex()) {
+            Ok(f) => Ok(Some(f)),
+            Err(e @ Error::Corrupt { .. }) => {
+                tracing::debug!("{e}");
+                errors.push(e);
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Keep the index in on-disk segments under `dir` (see [`crate::index`]) from the next
+    /// [`Repository::load_index`] on. `None` keeps it in memory.
+    pub fn set_cache_dir(&mut self, dir: Option<PathBuf>) {
+        self.cache_dir = dir;
     }
 
     /// Record packs this session wrote (already listed in index files on disk).
@@ -507,7 +564,7 @@ impl Repository {
 
     /// Read, open and verify one blob.
     pub fn read_blob(&self, id: &BlobId) -> Result<Vec<u8>> {
-        let loc = self.index.get(id).ok_or_else(|| {
+        let loc = self.index.get(id)?.ok_or_else(|| {
             Error::corrupt(
                 format!("blob {id}"),
                 "not in the index (missing data; run 'snapguard check')",
@@ -552,7 +609,7 @@ impl Repository {
     /// Read and decode a tree.
     pub fn read_tree(&self, id: &TreeId) -> Result<Tree> {
         let blob = BlobId::from(*id);
-        if let Some(loc) = self.index.get(&blob) {
+        if let Some(loc) = self.index.get(&blob)? {
             if loc.blob.kind != BlobType::Tree {
                 return Err(Error::corrupt(
                     format!("tree {id}"),

@@ -497,7 +497,7 @@ impl Restorer<'_> {
             match part {
                 ContentPart::Hole { len } => offset += len,
                 ContentPart::Data { id, len } => {
-                    let Some(loc) = index.get(id) else {
+                    let Some(loc) = index.get(id)? else {
                         drop(file);
                         let _ = std::fs::remove_file(dest);
                         let e = Error::corrupt(
@@ -525,7 +525,7 @@ impl Restorer<'_> {
         let i = self.slots.len();
         for (loc, offset, len) in parts {
             self.planned_bytes += u64::from(len);
-            self.plan.add(loc, i, offset, len);
+            self.plan.add(&loc, i, offset, len);
             slot.add_target();
         }
         self.slots.push(slot);

@@ -153,7 +153,7 @@ impl Fixture {
         let mut out = Vec::new();
         for part in &node.content {
             if let ContentPart::Data { id, .. } = part {
-                out.push(*repo.index().get(id).ok_or("blob not indexed")?);
+                out.push(repo.index().get(id)?.ok_or("blob not indexed")?);
             }
         }
         Ok(out)
