@@ -42,6 +42,11 @@ pub struct GlobalArgs {
     /// Read settings from this TOML file instead of /etc/snapguard/config.toml (see docs/config.md).
     #[arg(long, env = "SNAPGUARD_CONFIG", global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Keep the index in memory instead of the on-disk index cache (which lives under
+    /// SNAPGUARD_CACHE_DIR, default $XDG_CACHE_HOME/snapguard). Uses memory in proportion to
+    /// the repository's blob count.
+    #[arg(long, global = true)]
+    pub no_cache: bool,
     /// Print machine-readable JSON.
     #[arg(long, global = true)]
     pub json: bool,

@@ -74,10 +74,12 @@ pub fn open(g: &GlobalArgs, kind: LockKind, operation: &str) -> Result<(Reposito
     let secrets = secrets::opening_secrets(g)?;
     let mut repo = Repository::open(b, &secrets)?;
     let guard = repo.lock(kind, operation, &owner())?;
-    repo.set_cache_dir(
-        crate::maintenance::cache_dir()
-            .map(|d| d.join(repo.config().repo_id.to_hex()).join("index")),
-    );
+    if !g.no_cache {
+        repo.set_cache_dir(
+            crate::maintenance::cache_dir()
+                .map(|d| d.join(repo.config().repo_id.to_hex()).join("index")),
+        );
+    }
     repo.load_index()?;
     for e in repo.index_errors() {
         eprintln!("warning: {e}; the blobs it lists are unavailable until 'snapguard repair index' rebuilds it");

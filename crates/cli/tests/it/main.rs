@@ -6,6 +6,7 @@ mod crash;
 mod errors;
 mod fidelity;
 mod golden;
+mod index_cache;
 mod maintenance;
 mod support;
 mod throttle;

@@ -62,19 +62,44 @@ impl Bloom {
         bits.all(|bit| b[(bit / 64) as usize] & (1 << (bit % 64)) != 0)
     }
 
-    pub fn to_bytes(&self) -> Vec<u8> {
-        self.blocks
-            .iter()
-            .flatten()
-            .flat_map(|w| w.to_le_bytes())
-            .collect()
+    /// The on-disk form, in slices of at most 64 KiB (so it is never in memory twice).
+    pub fn for_each_slice<E>(
+        &self,
+        mut write: impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        for blocks in self.blocks.chunks(1024) {
+            let bytes: Vec<u8> = blocks
+                .iter()
+                .flatten()
+                .flat_map(|w| w.to_le_bytes())
+                .collect();
+            write(&bytes)?;
+        }
+        Ok(())
     }
 
-    /// Inverse of [`Bloom::to_bytes`]; `bytes` is a non-empty multiple of the block size.
-    pub fn from_bytes(bytes: &[u8]) -> Bloom {
-        let blocks = bytes
-            .chunks_exact(Self::BLOCK_BYTES as usize)
-            .map(|c| {
+    #[cfg(test)]
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let _ = self.for_each_slice(|b| {
+            out.extend_from_slice(b);
+            Ok::<(), ()>(())
+        });
+        out
+    }
+
+    /// A filter with no blocks yet, room for `capacity` (filled by
+    /// [`Bloom::extend_from_bytes`]).
+    pub fn empty(capacity: usize) -> Bloom {
+        Bloom {
+            blocks: Vec::with_capacity(capacity),
+        }
+    }
+
+    /// Append blocks as written by [`Bloom::to_bytes`] (whole blocks only).
+    pub fn extend_from_bytes(&mut self, bytes: &[u8]) {
+        self.blocks
+            .extend(bytes.chunks_exact(Self::BLOCK_BYTES as usize).map(|c| {
                 let mut block = [0u64; WORDS];
                 for (w, b) in block.iter_mut().zip(c.chunks_exact(8)) {
                     let mut x = [0u8; 8];
@@ -82,12 +107,7 @@ impl Bloom {
                     *w = u64::from_le_bytes(x);
                 }
                 block
-            })
-            .collect::<Vec<_>>();
-        if blocks.is_empty() {
-            return Bloom::with_capacity(0);
-        }
-        Bloom { blocks }
+            }));
     }
 }
 
@@ -119,7 +139,8 @@ mod tests {
             for s in &seeds {
                 f.insert(&id(*s));
             }
-            let g = Bloom::from_bytes(&f.to_bytes());
+            let mut g = Bloom::empty(0);
+            g.extend_from_bytes(&f.to_bytes());
             prop_assert_eq!(&f, &g);
             for s in &seeds {
                 prop_assert!(g.contains(&id(*s)));

@@ -290,8 +290,8 @@ impl SegmentWriter {
         }
         let fanout: Vec<u8> = self.fanout.iter().flat_map(|v| v.to_le_bytes()).collect();
         self.put(&fanout)?;
-        let bloom = self.bloom.to_bytes();
-        self.put(&bloom)?;
+        let bloom = std::mem::replace(&mut self.bloom, Bloom::empty(0));
+        bloom.for_each_slice(|b| self.put(b))?;
         let count = self.count.to_le_bytes();
         self.put(&count)?;
         let mac = *self.mac.finalize().as_bytes();
@@ -495,10 +495,15 @@ impl Segment {
             .chunks_exact(4)
             .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect();
-        let bloom = Bloom::from_bytes(&take(
-            &mut reader,
-            Bloom::BLOCK_BYTES * u64::from(layout.bloom_blocks),
-        )?);
+        // The filter is the biggest table kept; read it in slices so that it is never in
+        // memory twice.
+        let mut bloom = Bloom::empty(layout.bloom_blocks as usize);
+        let mut left = u64::from(layout.bloom_blocks);
+        while left > 0 {
+            let blocks = left.min(1 << 14);
+            bloom.extend_from_bytes(&take(&mut reader, Bloom::BLOCK_BYTES * blocks)?);
+            left -= blocks;
+        }
         let count = take(&mut reader, 8)?;
         let mut expected = [0u8; 32];
         reader
