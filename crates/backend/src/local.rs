@@ -201,7 +201,13 @@ impl Backend for LocalBackend {
                 if name.starts_with('.') {
                     continue;
                 }
-                let meta = entry.metadata().map_err(|e| self.err(&entry.path(), e))?;
+                let meta = match entry.metadata() {
+                    Ok(m) => m,
+                    // Removed between reading the directory and looking at it (a lock
+                    // released by another process): it is not there any more.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(self.err(&entry.path(), e)),
+                };
                 if meta.is_file() {
                     out.push((name, meta.len()));
                 }
@@ -235,6 +241,43 @@ impl Backend for LocalBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Files that disappear while a listing runs (locks released by other processes) are left
+    /// out, never an error.
+    #[test]
+    fn listing_while_files_vanish_never_fails() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| BackendError::Io {
+            path: "tmp".into(),
+            source: e,
+        })?;
+        let b = std::sync::Arc::new(LocalBackend::new(dir.path().join("repo")));
+        b.create()?;
+        const FILES: u64 = 500;
+        for i in 0..FILES {
+            b.write(FileType::Lock, &format!("{i:064x}"), b"lock")?;
+        }
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let churn = {
+            let (b, stop) = (b.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut i = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let name = format!("{:064x}", i % FILES);
+                    let _ = b.remove(FileType::Lock, &name);
+                    let _ = b.write(FileType::Lock, &name, b"lock");
+                    i += 1;
+                }
+            })
+        };
+        let started = std::time::Instant::now();
+        let mut result = Ok(());
+        while started.elapsed() < std::time::Duration::from_millis(500) && result.is_ok() {
+            result = b.list(FileType::Lock).map(|_| ());
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = churn.join();
+        result
+    }
 
     #[test]
     fn write_once_read_list_remove() -> Result<()> {
