@@ -20,7 +20,11 @@
 #   first     back up version 1 (linux-source-6.1 + random data)
 #   nochange  back up again, nothing changed
 #   second    replace the kernel tree by version 2 (linux-source-6.12), back up into the same repo
-#   restore   restore the latest snapshot (version 2) into an empty directory
+#   restore   restore the latest snapshot (version 2) into an empty, freshly mounted tmpfs (as
+#             root; otherwise an empty directory). Restoring onto the disk measured mostly ext4:
+#             creating ~90,000 files right after deleting as many made the kernel's inode
+#             allocator (find_inode_bit, recently_deleted) take 10-40 s of system time, varying
+#             fourfold between identical runs, for every tool alike.
 # GNU time records wall time, user+sys CPU and peak RSS of each step; `du -sb` the repository
 # size after both versions. Page cache is warm (data fits in RAM; caches are not dropped).
 # Results: bench/results-<date>.json and BENCHMARKS.md in the workspace root.
@@ -227,6 +231,10 @@ one_round() {
     local size; size=$(du -sb "$repo" | cut -f1)
     printf '%s\t%s\trepo_size\t%s\n' "$tool" "$round" "$size" >> "$RAW"
     log "$tool r$round repository after both versions: $((size / 1048576)) MiB"
+    local mounted=0
+    if [ "$(id -u)" = 0 ] && mount -t tmpfs -o "size=$((b2 * 2 / 1048576 + 256))m" tmpfs "$target"; then
+        mounted=1
+    fi
     case $tool in
         snapguard) run "$tool" "$round" restore "$b2" -- "$SNAPGUARD" restore latest --target "$target" ;;
         restic) run "$tool" "$round" restore "$b2" -- restic restore latest --target "$target" ;;
@@ -240,9 +248,11 @@ one_round() {
     if [ "$restored" -lt $((b2 * 99 / 100)) ]; then
         log "WARNING: $tool restored $restored bytes of $b2"
     fi
+    if [ "$mounted" = 1 ]; then umount "$target"; fi
     rm -rf "$target" "$repo"
 }
 
+trap 'for m in "$SCRATCH"/restore/*; do mountpoint -q "$m" && umount "$m"; done; true' EXIT
 log "tools: $TOOLS; rounds: $ROUNDS; random data: $RANDOM_MIB MiB; scratch: $SCRATCH"
 START=$SECONDS
 DONE_ROUNDS=0

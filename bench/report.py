@@ -119,7 +119,8 @@ def markdown(meta, res):
     lines.append(
         "- Each tool with its defaults (password and repository from the environment; borg with "
         "`init -e repokey`, its default lz4 compression); repositories on the same local disk; "
-        "page cache warm (the data fits in RAM)."
+        "page cache warm (the data fits in RAM); restores into a freshly mounted tmpfs, so that "
+        "they measure the tools rather than ext4's inode allocator."
     )
     for n in meta.get("notes", []):
         lines.append(f"- Note: {n}")

@@ -128,6 +128,22 @@ pub struct InitArgs {
     /// Create the repository append-only: no client may delete or rewrite anything.
     #[arg(long)]
     pub append_only: bool,
+    /// Target size of pack files in MiB (1-1024; default 16, see BENCHMARKS.md).
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub pack_size: Option<u32>,
+    /// Average chunk size in KiB, a power of two from 64 to 8192 (default 1024; chunks are
+    /// between half and eight times this). Fixed for the repository's life.
+    #[arg(long, value_name = "KIB", value_parser = parse_chunk_kib)]
+    pub chunk_size: Option<u32>,
+}
+
+fn parse_chunk_kib(s: &str) -> Result<u32, String> {
+    match s.parse::<u32>() {
+        Ok(k) if k.is_power_of_two() && (64..=8192).contains(&k) => Ok(k),
+        _ => Err(format!(
+            "{s:?} is not a valid chunk size: give a power of two from 64 to 8192 (KiB)"
+        )),
+    }
 }
 
 #[derive(Args, Debug)]
@@ -162,6 +178,9 @@ pub struct BackupArgs {
     /// Re-read every file even if the parent snapshot says it is unchanged.
     #[arg(long)]
     pub force: bool,
+    /// Compression threads (default: one per CPU core).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: Option<u16>,
     /// Compare against this snapshot instead of the latest one of this host and these paths.
     #[arg(long)]
     pub parent: Option<String>,

@@ -112,7 +112,8 @@ pub fn init(g: &GlobalArgs, a: &InitArgs) -> Result<i32> {
         hostname: hostname(),
         username: username(),
         compression_level: 3,
-        pack_target_size: 16 << 20,
+        pack_target_size: a.pack_size.unwrap_or(16) << 20,
+        chunk_avg: a.chunk_size.map(|k| k << 10),
         append_only: a.append_only,
     };
     let repo = Repository::init(b, &secret, &opts)?;
@@ -166,7 +167,7 @@ pub fn backup(g: &GlobalArgs, a: &BackupArgs) -> Result<i32> {
             .as_deref()
             .map(parse_compression)
             .transpose()?,
-        threads: None,
+        threads: a.threads.map(usize::from),
         progress: None,
         read_limit: crate::config::rate_limiter(a.limit_read, g.settings.limits.read),
         program_version: format!("snapguard {}", env!("CARGO_PKG_VERSION")),

@@ -1,12 +1,15 @@
 //! zstd compression of 1 MiB chunks (text-like and incompressible) at levels
-//! 1, 3 and 19, and lookups in the in-memory blob index with 1M entries
-//! (hits and misses).
+//! 1, 3 and 19, and lookups in the blob index with 1M entries (hits and
+//! misses), in memory and in an on-disk index segment.
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use snapguard_crypto::{Argon2Params, Cipher};
 use snapguard_engine::index::Index;
-use snapguard_format::{BlobId, BlobType, Compression, IndexPack, PackBlob, PackId};
+use snapguard_engine::{InitOptions, Repository, Secret};
+use snapguard_format::{BlobId, BlobType, Compression, IndexPack, PackBlob, PackId, Timestamp};
+use std::sync::Arc;
 
 const LEN: usize = 1024 * 1024;
 const INDEX_ENTRIES: usize = 1_000_000;
@@ -138,8 +141,8 @@ fn bench_zstd(c: &mut Criterion) {
     group.finish();
 }
 
-fn build_index(rng: &mut Rng) -> (Index, Vec<BlobId>) {
-    let mut index = Index::default();
+fn build_packs(rng: &mut Rng) -> (Vec<IndexPack>, Vec<BlobId>) {
+    let mut packs = Vec::new();
     let mut ids = Vec::with_capacity(INDEX_ENTRIES);
     let mut remaining = INDEX_ENTRIES;
     while remaining > 0 {
@@ -158,7 +161,7 @@ fn build_index(rng: &mut Rng) -> (Index, Vec<BlobId>) {
                 }
             })
             .collect();
-        index.add_pack(&IndexPack {
+        packs.push(IndexPack {
             id: PackId(rng.id()),
             size: (n * 4096) as u64,
             epoch: 0,
@@ -167,38 +170,80 @@ fn build_index(rng: &mut Rng) -> (Index, Vec<BlobId>) {
         });
         remaining -= n;
     }
-    (index, ids)
+    (packs, ids)
+}
+
+/// A repository in `dir` whose index lists `packs`, opened with its on-disk index cache
+/// (built here, in `dir/cache`).
+fn disk_index_repo(dir: &std::path::Path, packs: &[IndexPack]) -> Repository {
+    let backend = || -> Arc<dyn snapguard_backend::Backend> {
+        Arc::new(snapguard_backend::LocalBackend::new(dir.join("repo")))
+    };
+    let secret = || Secret::Password(zeroize::Zeroizing::new(b"bench".to_vec()));
+    let opts = InitOptions {
+        cipher: Cipher::Aes256Gcm,
+        kdf: Argon2Params {
+            memory_kib: 8192,
+            iterations: 1,
+            parallelism: 1,
+        },
+        now: Timestamp { secs: 0, nanos: 0 },
+        hostname: "bench".into(),
+        username: "bench".into(),
+        compression_level: 3,
+        pack_target_size: 16 << 20,
+        chunk_avg: None,
+        append_only: false,
+    };
+    let repo = Repository::init(backend(), &secret(), &opts).expect("init");
+    for batch in packs.chunks(64) {
+        repo.store_synthetic_index(batch.to_vec())
+            .expect("store index");
+    }
+    let mut repo = Repository::open(backend(), &[secret()]).expect("open");
+    repo.set_cache_dir(Some(dir.join("cache")));
+    repo.load_index().expect("load index");
+    assert_eq!(repo.index().segment_count(), 1);
+    repo
 }
 
 fn bench_index(c: &mut Criterion) {
     let mut rng = Rng(0x1de5);
-    let (index, ids) = build_index(&mut rng);
-    assert_eq!(index.blob_count(), INDEX_ENTRIES as u64);
+    let (packs, ids) = build_packs(&mut rng);
+    let mut memory = Index::default();
+    for p in &packs {
+        memory.add_pack(p);
+    }
+    assert_eq!(memory.blob_count(), INDEX_ENTRIES as u64);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = disk_index_repo(dir.path(), &packs);
     // Look up in a shuffled order so hits are not served from neighbouring cache lines.
     let probes: Vec<BlobId> = (0..4096)
         .map(|_| ids[(rng.next() % ids.len() as u64) as usize])
         .collect();
     let misses: Vec<BlobId> = (0..4096).map(|_| BlobId(rng.id())).collect();
 
-    let mut group = c.benchmark_group("index_get_1M_entries");
-    group.throughput(Throughput::Elements(probes.len() as u64));
-    group.bench_function("hit_x4096", |b| {
-        b.iter(|| {
-            probes
-                .iter()
-                .filter(|id| matches!(index.get(black_box(id)), Ok(Some(_))))
-                .count()
-        })
-    });
-    group.bench_function("miss_x4096", |b| {
-        b.iter(|| {
-            misses
-                .iter()
-                .filter(|id| matches!(index.get(black_box(id)), Ok(Some(_))))
-                .count()
-        })
-    });
-    group.finish();
+    for (name, index) in [("memory", &memory), ("disk_segment", repo.index())] {
+        let mut group = c.benchmark_group(format!("index_get_1M_entries_{name}"));
+        group.throughput(Throughput::Elements(probes.len() as u64));
+        group.bench_function("hit_x4096", |b| {
+            b.iter(|| {
+                probes
+                    .iter()
+                    .filter(|id| matches!(index.get(black_box(id)), Ok(Some(_))))
+                    .count()
+            })
+        });
+        group.bench_function("miss_x4096", |b| {
+            b.iter(|| {
+                misses
+                    .iter()
+                    .filter(|id| matches!(index.get(black_box(id)), Ok(Some(_))))
+                    .count()
+            })
+        });
+        group.finish();
+    }
 }
 
 criterion_group!(benches, bench_zstd, bench_index);

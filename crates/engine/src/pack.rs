@@ -42,6 +42,17 @@ impl PackWriter {
         Self::with_id(crypt, PackId(random_bytes(&mut rand_core::OsRng)))
     }
 
+    /// A new pack built in `buf`, the buffer of a pack already stored (recycling it keeps the
+    /// allocator from growing its heap by a pack's size per pack).
+    pub(crate) fn new_in(crypt: &Crypt, mut buf: Vec<u8>) -> Result<PackWriter> {
+        let mut w = Self::new(crypt)?;
+        buf.clear();
+        buf.reserve(PACK_BUFFER_CAPACITY);
+        buf.extend_from_slice(PACK_MAGIC);
+        w.buf = buf;
+        Ok(w)
+    }
+
     /// A pack with a given id (test vectors only; production ids are random).
     pub(crate) fn with_id(crypt: &Crypt, id: PackId) -> Result<PackWriter> {
         let epoch = crypt.bundle.current_epoch();

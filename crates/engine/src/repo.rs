@@ -55,6 +55,9 @@ pub struct InitOptions {
     pub username: String,
     pub compression_level: i32,
     pub pack_target_size: u32,
+    /// Average chunk size (a power of two); the minimum is half of it and the maximum eight
+    /// times it. None: 1 MiB (512 KiB / 1 MiB / 8 MiB).
+    pub chunk_avg: Option<u32>,
     /// Create the repository in append-only mode.
     pub append_only: bool,
 }
@@ -191,12 +194,27 @@ impl Repository {
         let bundle = KeyBundle::generate(&mut rand_core::OsRng);
         let crypt = Crypt::new(bundle, opts.cipher);
         let repo_id = RepoId(random_bytes(&mut rand_core::OsRng));
+        let avg = opts.chunk_avg.unwrap_or(1 << 20);
+        let chunker = snapguard_chunker::ChunkerParams {
+            min_size: avg as usize / 2,
+            avg_size: avg as usize,
+            max_size: (avg as usize).saturating_mul(8),
+        };
+        chunker
+            .validate()
+            .map_err(|e| Error::InvalidArgument(format!("chunk size: {e}")))?;
+        if !(64 << 10..=1 << 30).contains(&opts.pack_target_size) {
+            return Err(Error::InvalidArgument(format!(
+                "pack size {} is outside 64 KiB to 1 GiB",
+                opts.pack_target_size
+            )));
+        }
         let config = ConfigFile {
             repo_id,
             created: opts.now,
-            chunker_min: 512 << 10,
-            chunker_avg: 1 << 20,
-            chunker_max: 8 << 20,
+            chunker_min: chunker.min_size as u32,
+            chunker_avg: avg,
+            chunker_max: chunker.max_size as u32,
             pack_target_size: opts.pack_target_size,
             compression_level: opts.compression_level,
         };

@@ -255,6 +255,7 @@ fn init_repo(dir: &Path) -> TestResult {
         username: "tester".into(),
         compression_level: 3,
         pack_target_size: PACK_TARGET,
+        chunk_avg: None,
         append_only: false,
     };
     Repository::init(local(dir), &secret(), &opts)?;

@@ -736,3 +736,47 @@ fn restore_directory_file_and_dry_run() {
     s.sg.restore(&s.id, &existing, &["-n"]).expect_code(0);
     assert!(files_in(&existing).is_empty(), "dry run wrote files");
 }
+
+#[test]
+fn init_takes_pack_and_chunk_sizes_and_backup_takes_threads() {
+    let ws = Ws::new();
+    let mut sg = Sg::init(&ws, None);
+    sg.repo = ws.path("repo-tuned");
+    let mut args: Vec<&str> = vec!["init", "--pack-size", "4", "--chunk-size", "256"];
+    args.extend(KDF);
+    sg.run(&args).expect_code(0);
+    let config = json_run(&sg, ["cat", "config"]);
+    assert_eq!(config["pack_target_size"], 4 << 20, "{config}");
+    assert_eq!(config["chunker"]["avg"], 256 << 10, "{config}");
+    assert_eq!(config["chunker"]["min"], 128 << 10, "{config}");
+    assert_eq!(config["chunker"]["max"], 2 << 20, "{config}");
+    // Data goes through the smaller chunks and packs and comes back.
+    let src = ws.path("src");
+    fs::create_dir_all(&src).expect("mkdir");
+    fs::write(src.join("big"), random_bytes(7, 9 << 20)).expect("write");
+    let b = sg.backup(&[&src], &["--threads", "1"]);
+    let target = ws.path("restored");
+    sg.restore(&b.id, &target, &[]).expect_code(0);
+    assert!(
+        fs::read(restored_path(&target, &src.join("big"))).expect("read")
+            == random_bytes(7, 9 << 20),
+        "restored file differs"
+    );
+    // Out-of-range values are usage errors naming the option.
+    for bad in [
+        vec!["init", "--pack-size", "0"],
+        vec!["init", "--pack-size", "2048"],
+        vec!["init", "--chunk-size", "1000"],
+        vec!["init", "--chunk-size", "32"],
+        vec!["backup", "--threads", "0", "/nonexistent"],
+    ] {
+        sg.repo = ws.path("repo-bad");
+        let out = sg.run(&bad);
+        out.expect_code(2);
+        assert!(out.stderr_str().contains(bad[1]), "{out}");
+        assert!(
+            !ws.path("repo-bad").exists(),
+            "a repository was created by {bad:?}"
+        );
+    }
+}

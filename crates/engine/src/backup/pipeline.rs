@@ -163,8 +163,10 @@ struct Uploaded {
     error: Option<Error>,
 }
 
-/// How many finished packs may wait for an upload thread, and how many upload at once: while
-/// one pack is being written and fsynced, the packer fills the next.
+/// How many packs upload at once: while one pack is being written and fsynced, the packer fills
+/// the next. A finished pack is handed over directly (no queue), so at most `UPLOADERS + 1`
+/// packs are in memory; a queue of two more cost 30-70 MiB of peak RSS and no measurable
+/// speed (bench/params.py).
 const UPLOADERS: usize = 2;
 
 fn packer(
@@ -174,7 +176,9 @@ fn packer(
     target: usize,
     dry_run: bool,
 ) -> Result<PackerOutput> {
-    let (utx, urx) = bounded::<FinishedPack>(UPLOADERS);
+    let (utx, urx) = bounded::<FinishedPack>(0);
+    // Buffers of stored packs go back to the packer for the next packs.
+    let (recycle_tx, recycle_rx) = bounded::<Vec<u8>>(UPLOADERS + 1);
     let shared = Arc::new(Mutex::new(Uploaded {
         unindexed: Vec::new(),
         all: Vec::new(),
@@ -182,22 +186,31 @@ fn packer(
     }));
     let uploaders: Vec<_> = (0..UPLOADERS)
         .filter_map(|i| {
-            let (urx, backend, crypt, shared) =
-                (urx.clone(), backend.clone(), crypt.clone(), shared.clone());
+            let (urx, backend, crypt, shared, recycle) = (
+                urx.clone(),
+                backend.clone(),
+                crypt.clone(),
+                shared.clone(),
+                recycle_tx.clone(),
+            );
             std::thread::Builder::new()
                 .name(format!("upload-{i}"))
-                .spawn(move || uploader(urx, &*backend, &crypt, dry_run, &shared))
+                .spawn(move || uploader(urx, &*backend, &crypt, dry_run, &shared, &recycle))
                 .ok()
         })
         .collect();
     drop(urx);
+    drop(recycle_tx);
     let mut bytes_stored = 0u64;
     let sealed = (|| -> Result<()> {
         let mut writer: Option<PackWriter> = None;
         for c in rx {
             let w = match writer.as_mut() {
                 Some(w) => w,
-                None => writer.insert(PackWriter::new(&crypt)?),
+                None => writer.insert(match recycle_rx.try_recv() {
+                    Ok(buf) => PackWriter::new_in(&crypt, buf)?,
+                    Err(_) => PackWriter::new(&crypt)?,
+                }),
             };
             bytes_stored +=
                 u64::from(w.add_compressed(c.id, c.kind, c.compression, &c.body, c.raw_len)?);
@@ -241,6 +254,7 @@ fn uploader(
     crypt: &Crypt,
     dry_run: bool,
     shared: &Mutex<Uploaded>,
+    recycle: &Sender<Vec<u8>>,
 ) {
     for done in rx {
         let written = if dry_run {
@@ -265,6 +279,7 @@ fn uploader(
             cipher_code: done.cipher_code,
             blobs: done.blobs,
         };
+        let _ = recycle.try_send(done.bytes);
         state.all.push(pack.clone());
         state.unindexed.push(pack);
         if state.unindexed.len() >= PACKS_PER_INDEX {

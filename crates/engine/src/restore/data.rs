@@ -34,7 +34,7 @@ const MAX_WORKERS: usize = 4;
 /// Needed blobs at most this far apart are fetched with one read (the gap is read and dropped).
 const MAX_GAP: u64 = 256 << 10;
 /// Largest single read; a pack bigger than this (or one blob bigger than this) is read in parts.
-const MAX_RANGE: u64 = 24 << 20;
+const MAX_RANGE: u64 = 8 << 20;
 
 /// `len` plaintext bytes of a blob go to `offset` of file `file`.
 #[derive(Clone, Copy, Debug)]

@@ -80,6 +80,7 @@ fn fixture(second: bool) -> TestResult<Fixture> {
         username: "u".into(),
         compression_level: 3,
         pack_target_size: 64 << 10,
+        chunk_avg: None,
         append_only: false,
     };
     let mut repo = Repository::init(backend, &secret(), &init)?;
