@@ -78,7 +78,10 @@ def prepare():
         if not os.path.exists(tarball):
             run(["apt-get", "install", "-y", "-q", pkg], stdout=subprocess.DEVNULL)
         dest = os.path.join(WORK, "kernels", pkg)
-        if not os.path.isdir(os.path.join(dest, "linux")):
+        marker = os.path.join(WORK, "src", ".version")
+        in_src = (os.path.exists(marker) and open(marker).read().strip() == pkg
+                  and os.path.isdir(os.path.join(WORK, "src", "linux")))
+        if not in_src and not os.path.isdir(os.path.join(dest, "linux")):
             shutil.rmtree(dest + ".tmp", ignore_errors=True)
             os.makedirs(dest + ".tmp")
             run(["tar", "-C", dest + ".tmp", "-xf", tarball])
