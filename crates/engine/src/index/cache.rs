@@ -348,22 +348,46 @@ impl<'a> Builder<'a> {
         }
         sources.push(Box::new(self.buf.iter().copied().map(Ok)));
         let maps = vec![map.as_slice(); sources.len()];
-        let tmp = TempFile(self.dir.join(random_name("tmp-seg-", "")));
-        let mut w = SegmentWriter::create(
-            &tmp.0,
+        let files = Accounting {
+            covered,
+            dead,
+            supersedes,
+        };
+        let target = SegmentTarget {
+            dir: self.dir,
             mac_key,
             repo,
-            &Accounting {
-                covered,
-                dead,
-                supersedes,
-            },
-            &table,
-            self.entries,
-        )?;
-        merge_sorted(sources, &maps, |e| w.push(&e))?;
+        };
+        target
+            .write(&files, &table, self.entries, sources, &maps)
+            .map(Some)
+    }
+}
+
+/// Where and for which repository a new segment is written.
+struct SegmentTarget<'a> {
+    dir: &'a Path,
+    mac_key: &'a [u8; 32],
+    repo: &'a RepoId,
+}
+
+impl SegmentTarget<'_> {
+    /// Merge `sources` (sorted; pack numbers translated by `maps`) into a new segment
+    /// listing `table`, publish it and return its header.
+    fn write<'s>(
+        &self,
+        files: &Accounting,
+        table: &[PackInfo],
+        max_records: u64,
+        sources: Vec<Box<dyn Iterator<Item = Result<Entry>> + 's>>,
+        maps: &[&[u32]],
+    ) -> Result<SegmentHeader> {
+        let tmp = TempFile(self.dir.join(random_name("tmp-seg-", "")));
+        let mut w =
+            SegmentWriter::create(&tmp.0, self.mac_key, self.repo, files, table, max_records)?;
+        merge_sorted(sources, maps, |e| w.push(&e))?;
         w.finish()?;
-        publish(self.dir, tmp, repo).map(Some)
+        publish(self.dir, tmp, self.repo)
     }
 }
 
@@ -542,27 +566,17 @@ fn merge_segments(
     supersedes.sort();
     supersedes.dedup();
     let total = inputs.iter().map(|s| s.blob_count()).sum();
-    let tmp = TempFile(dir.join(random_name("tmp-seg-", "")));
-    let mut w = SegmentWriter::create(
-        &tmp.0,
-        mac_key,
-        repo,
-        &Accounting {
-            covered,
-            dead,
-            supersedes,
-        },
-        &table,
-        total,
-    )?;
     let mut sources: Vec<Box<dyn Iterator<Item = Result<Entry>> + '_>> = Vec::new();
     for s in inputs {
         sources.push(Box::new(s.records()?));
     }
     let maps: Vec<&[u32]> = maps.iter().map(|m| m.as_slice()).collect();
-    merge_sorted(sources, &maps, |e| w.push(&e))?;
-    w.finish()?;
-    publish(dir, tmp, repo)
+    let files = Accounting {
+        covered,
+        dead,
+        supersedes,
+    };
+    SegmentTarget { dir, mac_key, repo }.write(&files, &table, total, sources, &maps)
 }
 
 #[cfg(test)]
