@@ -80,6 +80,18 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Show what changed between two snapshots.
     Diff(DiffArgs),
+    /// Every distinct version of a file or directory across snapshots, each with the command
+    /// that restores it.
+    Versions(VersionsArgs),
+    /// Which snapshots contain paths matching a glob, with sizes and times.
+    Find(FindArgs),
+    /// Browse every snapshot, tag, host and path history in a read-only FUSE filesystem.
+    Mount(MountArgs),
+    /// Write a snapshot, a folder or one file of it as a tar or zip archive.
+    Export(ExportArgs),
+    /// Create a snapshot from an archive.
+    #[command(subcommand)]
+    Import(ImportCommand),
     /// Print a decrypted repository object as JSON (for debugging).
     Cat(CatArgs),
     /// Show sizes, deduplication and compression ratios.
@@ -236,6 +248,25 @@ pub struct RestoreArgs {
     /// After restoring, re-read everything and prove it equals the snapshot.
     #[arg(long, conflicts_with = "dry_run")]
     pub verify: bool,
+    /// What to do with entries that already exist in the target: keep those whose content
+    /// already equals the snapshot's (if-changed), replace all (always), or touch none (never).
+    #[arg(long, value_enum, default_value_t = OverwriteArg::IfChanged, value_name = "WHEN")]
+    pub overwrite: OverwriteArg,
+    /// Also delete what the restored directories hold and the snapshot does not (see
+    /// docs/restore.md for what is never deleted).
+    #[arg(long)]
+    pub delete: bool,
+    /// Do not ask before restoring into the original location (or into /).
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+}
+
+/// `restore --overwrite`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OverwriteArg {
+    Never,
+    IfChanged,
+    Always,
 }
 
 #[derive(Args, Debug)]
@@ -249,6 +280,65 @@ pub struct DumpArgs {
 pub struct DiffArgs {
     pub snapshot1: String,
     pub snapshot2: String,
+}
+
+/// Which snapshots `versions` and `find` look at (all of them by default).
+#[derive(Args, Debug)]
+pub struct HistoryFilterArgs {
+    /// Only snapshots of this host.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Only snapshots with this tag (repeatable: any of them).
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Only snapshots taken at or after this time: RFC 3339, or a local date and time
+    /// (2026-01-31, 2026-01-31 14:00, 2026-01-31 14:00:05).
+    #[arg(long, value_name = "TIME")]
+    pub newer: Option<String>,
+    /// Only snapshots taken before this time (same forms as --newer).
+    #[arg(long, value_name = "TIME")]
+    pub older: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct VersionsArgs {
+    /// The file or directory, as 'ls' shows it: absolute, as it was backed up (a relative
+    /// path is taken from the current directory).
+    pub path: std::ffi::OsString,
+    /// Tell versions apart by metadata too: every change of mode, owner, mtime or extended
+    /// attributes (ACLs) starts a new version. By default only content changes do.
+    #[arg(long)]
+    pub all: bool,
+    /// The target directory written into the printed restore commands.
+    #[arg(long, value_name = "DIR", default_value = "./restored")]
+    pub target: PathBuf,
+    #[command(flatten)]
+    pub filter: HistoryFilterArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct FindArgs {
+    /// A glob as for --exclude: '*.pdf' matches a name anywhere, '/home/*/notes.txt' a whole
+    /// absolute path, 'src/*.rs' or '**/Cargo.toml' the end of a path; '*' stays within one
+    /// component, '**' crosses them.
+    pub pattern: String,
+    /// Only this snapshot (repeatable): 'latest', an id or a unique prefix.
+    #[arg(long = "snapshot", value_name = "SNAPSHOT")]
+    pub snapshots: Vec<String>,
+    #[command(flatten)]
+    pub filter: HistoryFilterArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct MountArgs {
+    /// An empty directory to mount on. The command runs until the filesystem is unmounted
+    /// (Ctrl-C, SIGTERM, or 'fusermount3 -u MOUNTPOINT').
+    pub mountpoint: PathBuf,
+    /// Let every user of this machine browse the mount; the kernel then enforces each file's
+    /// mode, owner and ACLs. Without it only you (and root) can enter it. A normal user needs
+    /// 'user_allow_other' in /etc/fuse.conf for this.
+    #[arg(long)]
+    pub allow_other: bool,
 }
 
 #[derive(Args, Debug)]
@@ -426,4 +516,93 @@ pub struct VerifyArgs {
     /// Read every file, even those whose size, times and inode match the snapshot.
     #[arg(long)]
     pub read_all: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// SNAPSHOT or SNAPSHOT:PATH (a folder's contents, or one file).
+    pub snapshot: std::ffi::OsString,
+    /// The archive to write, or '-' for standard output.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+    /// tar (POSIX pax with every attribute; the default) or zip (for other systems; see
+    /// docs/export-import.md for what it cannot carry). Default: zip if FILE ends in .zip.
+    #[arg(long, value_parser = ["tar", "zip"])]
+    pub format: Option<String>,
+    /// tar: also record inode numbers, devices and link counts (star's SCHILY.ino, SCHILY.dev,
+    /// SCHILY.nlink, which GNU tar reports as unknown keywords), so that 'snapguard import tar'
+    /// of the archive reproduces the snapshot's tree exactly.
+    #[arg(long)]
+    pub inode_numbers: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImportCommand {
+    /// Create a snapshot from a tar archive (GNU tar, pax, star, 'borg export-tar',
+    /// 'snapguard export'), keeping every attribute it carries.
+    Tar(ImportTarArgs),
+    /// Recreate the snapshots of a restic repository (times, hosts, paths, tags and every file
+    /// attribute restic records), oldest first; snapshots imported before are skipped.
+    Restic(ImportResticArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ImportResticArgs {
+    /// The restic repository: a local directory (see docs/import-restic.md).
+    pub restic_repo: PathBuf,
+    /// Read the restic repository's password from this file (first line).
+    #[arg(long, env = "RESTIC_PASSWORD_FILE", value_name = "FILE")]
+    pub restic_password_file: Option<PathBuf>,
+    /// Run this shell command and use its output as the restic repository's password.
+    #[arg(
+        long,
+        env = "RESTIC_PASSWORD_COMMAND",
+        value_name = "COMMAND",
+        conflicts_with = "restic_password_file"
+    )]
+    pub restic_password_command: Option<String>,
+    /// Import only this restic snapshot (an id, a unique prefix, or 'latest'; repeatable).
+    /// Default: all.
+    #[arg(long = "snapshot", value_name = "ID")]
+    pub snapshots: Vec<String>,
+    /// Add this tag to every imported snapshot (repeatable), besides restic's own tags.
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Compression of new data, as for backup: off, fast, auto, max or a zstd level 1-22.
+    #[arg(long)]
+    pub compression: Option<String>,
+    /// Compression threads (default: one per CPU core).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: Option<u16>,
+    /// Read and check everything that would be imported, but write nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ImportTarArgs {
+    /// The archive, or '-' for standard input (decompress compressed archives first, e.g.
+    /// 'zstd -dc x.tar.zst | snapguard import tar -').
+    pub file: PathBuf,
+    /// Tag the snapshot (repeatable).
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Snapshot time to record, RFC 3339 (default: now).
+    #[arg(long)]
+    pub time: Option<String>,
+    /// Hostname to record (default: this machine's).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// The absolute path in the snapshot under which the archive's entries go.
+    #[arg(long, default_value = "/")]
+    pub path: std::ffi::OsString,
+    /// Compression of new data, as for backup: off, fast, auto, max or a zstd level 1-22.
+    #[arg(long)]
+    pub compression: Option<String>,
+    /// Compression threads (default: one per CPU core).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: Option<u16>,
+    /// Read and check the whole archive but write nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
 }

@@ -11,7 +11,7 @@ use snapguard_crypto::Cipher;
 use snapguard_engine::browse::{self, Change};
 use snapguard_engine::lock::{LockGuard, LockKind, LockOwner};
 use snapguard_engine::verify::VerifyOptions;
-use snapguard_engine::{filter, BackupOptions, InitOptions, Repository, RestoreOptions};
+use snapguard_engine::{filter, BackupOptions, InitOptions, Repository};
 use snapguard_format::{SnapshotFile, SnapshotId};
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
@@ -94,7 +94,7 @@ pub fn owner() -> LockOwner {
     }
 }
 
-fn print_json(v: &serde_json::Value) -> Result<i32> {
+pub(crate) fn print_json(v: &serde_json::Value) -> Result<i32> {
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, v)?;
     writeln!(out)?;
@@ -234,7 +234,7 @@ pub fn backup(g: &GlobalArgs, a: &BackupArgs) -> Result<i32> {
 }
 
 /// `--compression off|fast|auto|max|LEVEL`.
-fn parse_compression(s: &str) -> Result<snapguard_engine::CompressionChoice> {
+pub fn parse_compression(s: &str) -> Result<snapguard_engine::CompressionChoice> {
     use snapguard_engine::CompressionChoice::{Level, Off};
     Ok(match s {
         "off" | "none" => Off,
@@ -359,7 +359,10 @@ pub fn ls(g: &GlobalArgs, a: &LsArgs) -> Result<i32> {
 }
 
 /// Put the snapshot's id into "path not found" errors (the engine does not know it).
-fn name_snapshot(e: snapguard_engine::Error, id: &SnapshotId) -> snapguard_engine::Error {
+pub(crate) fn name_snapshot(
+    e: snapguard_engine::Error,
+    id: &SnapshotId,
+) -> snapguard_engine::Error {
     match e {
         snapguard_engine::Error::PathNotFound { path, .. } => {
             snapguard_engine::Error::PathNotFound {
@@ -372,7 +375,7 @@ fn name_snapshot(e: snapguard_engine::Error, id: &SnapshotId) -> snapguard_engin
 }
 
 /// Split `SNAPSHOT[:PATH]` (the path may be any bytes).
-fn split_spec(spec: &std::ffi::OsStr) -> Result<(String, Vec<u8>)> {
+pub(crate) fn split_spec(spec: &std::ffi::OsStr) -> Result<(String, Vec<u8>)> {
     let bytes = spec.as_bytes();
     let (snap, path) = match bytes.iter().position(|&b| b == b':') {
         Some(i) => (&bytes[..i], &bytes[i + 1..]),
@@ -386,89 +389,6 @@ fn split_spec(spec: &std::ffi::OsStr) -> Result<(String, Vec<u8>)> {
         path.to_vec()
     };
     Ok((snap.to_string(), path))
-}
-
-pub fn restore(g: &GlobalArgs, a: &RestoreArgs) -> Result<i32> {
-    let (repo, _lock) = open(g, LockKind::Shared, "restore")?;
-    let (snap_spec, sub) = split_spec(&a.snapshot)?;
-    let (id, snap) = repo.find_snapshot(&snap_spec)?;
-    let display = (!a.dry_run).then(|| crate::progress::Display::start(g, "restore", "files"));
-    let opts = RestoreOptions {
-        target: a.target.clone(),
-        includes: a.includes.clone(),
-        excludes: a.excludes.clone(),
-        dry_run: a.dry_run,
-        progress: display.as_ref().map(|d| d.progress.clone()),
-    };
-    let r = snapguard_engine::restore(&repo, &snap, &sub, &opts);
-    drop(display);
-    let r = r.map_err(|e| name_snapshot(e, &id))?;
-    for w in &r.warnings {
-        eprintln!("warning: {}: {}", w.path, w.message);
-    }
-    for n in &r.notes {
-        eprintln!("note: {}: {}", n.path, n.message);
-    }
-    let verified = if a.verify {
-        let vopts = VerifyOptions {
-            read_all: true,
-            includes: a.includes.clone(),
-            excludes: a.excludes.clone(),
-        };
-        let report = snapguard_engine::verify::verify(&repo, &snap, &sub, &a.target, &vopts)?;
-        for d in &report.differences {
-            eprintln!("differs: {}: {}", d.path, d.what);
-        }
-        Some(report)
-    } else {
-        None
-    };
-    if g.json {
-        print_json(
-            &json!({"snapshot": id.to_hex(), "target": a.target, "dry_run": a.dry_run, "summary": r}),
-        )?;
-    } else if !g.quiet {
-        let verb = if a.dry_run {
-            "would restore"
-        } else {
-            "restored"
-        };
-        println!(
-            "{verb} {} file(s), {} dir(s), {} other, {} from snapshot {} to {}",
-            r.files,
-            r.dirs,
-            r.other,
-            render::size(r.bytes),
-            id.short(),
-            a.target.display()
-        );
-    }
-    if let Some(v) = &verified {
-        if !g.json && !g.quiet {
-            println!(
-                "verified {} entries ({} files, {} read): {}",
-                v.entries,
-                v.files_read,
-                render::size(v.bytes_read),
-                if v.differences.is_empty() {
-                    "identical to the snapshot".to_string()
-                } else {
-                    format!("{} difference(s)", v.differences.len())
-                }
-            );
-        }
-    }
-    let differs = verified.as_ref().is_some_and(|v| !v.differences.is_empty());
-    if !r.warnings.is_empty() || differs {
-        eprintln!(
-            "warning: {} item(s) could not be restored exactly (see above)",
-            r.warnings
-                .len()
-                .max(verified.map(|v| v.differences.len()).unwrap_or(0))
-        );
-        return Ok(exit::PARTIAL_RESTORE);
-    }
-    Ok(0)
 }
 
 pub fn verify(g: &GlobalArgs, a: &VerifyArgs) -> Result<i32> {

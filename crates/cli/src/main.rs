@@ -4,12 +4,17 @@
 mod args;
 mod commands;
 mod config;
+mod history;
+mod import_restic;
 mod keys;
 mod maintenance;
+mod mount;
 mod progress;
 mod render;
+mod restore;
 mod retention;
 mod secrets;
+mod transfer;
 
 use args::{Cli, Command};
 use clap::Parser;
@@ -60,6 +65,9 @@ fn exit_code(err: &anyhow::Error) -> i32 {
         {
             return exit::USAGE;
         }
+        if let Some(e) = cause.downcast_ref::<snapguard_restic::Error>() {
+            return import_restic::exit_code(e);
+        }
         if let Some(e) = cause.downcast_ref::<EngineError>() {
             return match e {
                 EngineError::RepositoryNotFound { .. } => exit::NO_REPOSITORY,
@@ -69,7 +77,8 @@ fn exit_code(err: &anyhow::Error) -> i32 {
                 EngineError::Corrupt { .. } => exit::INTEGRITY,
                 EngineError::SnapshotNotFound { .. }
                 | EngineError::AmbiguousSnapshot { .. }
-                | EngineError::PathNotFound { .. } => exit::NOT_FOUND,
+                | EngineError::PathNotFound { .. }
+                | EngineError::PathInNoSnapshot { .. } => exit::NOT_FOUND,
                 EngineError::NoSpace { .. } => exit::NO_SPACE,
                 EngineError::TargetNotWritable { .. } => exit::TARGET_NOT_WRITABLE,
                 EngineError::InvalidArgument(_) => exit::USAGE,
@@ -155,9 +164,14 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
         Command::Backup(a) => commands::backup(g, a),
         Command::Snapshots(a) => commands::snapshots(g, a),
         Command::Ls(a) => commands::ls(g, a),
-        Command::Restore(a) => commands::restore(g, a),
+        Command::Restore(a) => restore::restore(g, a),
         Command::Dump(a) => commands::dump(g, a),
         Command::Diff(a) => commands::diff(g, a),
+        Command::Versions(a) => history::versions(g, a),
+        Command::Find(a) => history::find(g, a),
+        Command::Mount(a) => mount::mount(g, a),
+        Command::Export(a) => transfer::export(g, a),
+        Command::Import(c) => transfer::import(g, c),
         Command::Verify(a) => commands::verify(g, a),
         Command::Cat(a) => commands::cat(g, a),
         Command::Stats(a) => commands::stats(g, a),

@@ -25,7 +25,8 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::time::Instant;
 
-mod pipeline;
+// Also used by `import::ingest`, which feeds the same pipeline from an archive.
+pub(crate) mod pipeline;
 mod scan;
 mod walk;
 

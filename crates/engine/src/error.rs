@@ -33,8 +33,13 @@ pub enum Error {
     },
     #[error("path {path:?} does not exist in snapshot {snapshot}; see 'snapguard ls {snapshot}'")]
     PathNotFound { path: String, snapshot: String },
+    #[error("path {path:?} is in none of {snapshots}; give it as 'snapguard ls' lists it (absolute, as it was backed up), or search by name with 'snapguard find'")]
+    PathInNoSnapshot { path: String, snapshots: String },
     #[error("{0}")]
     InvalidArgument(String),
+    /// An archive given to `import` is damaged, truncated or hostile; nothing was committed.
+    #[error("cannot import {input}: {detail}")]
+    Import { input: String, detail: String },
     #[error("internal error: {0}; please report it")]
     Internal(String),
     #[error("snapshot {snapshot} is immutable until {until}; it cannot be forgotten, pruned or have tags removed before then")]

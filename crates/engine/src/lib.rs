@@ -11,9 +11,11 @@ pub mod browse;
 pub mod check;
 mod crypt;
 mod error;
+pub mod export;
 pub mod filter;
 pub mod forget;
 mod fsmeta;
+pub mod import;
 pub mod index;
 pub mod lock;
 mod pack;
@@ -23,6 +25,7 @@ pub mod repair;
 mod repo;
 pub mod restore;
 pub mod verify;
+pub mod versions;
 
 pub use backup::{
     absolute_path, backup, BackupOptions, BackupResult, BackupWarning, CompressionChoice,

@@ -18,10 +18,21 @@
 //!
 //! Hardlinked files are linked to the first restored path of their inode. Running out of disk
 //! space stops the restore.
+//!
+//! Entries that already exist in the target are kept, replaced or left alone according to
+//! [`Overwrite`] (module `existing`); with [`RestoreOptions::delete`], entries the snapshot does
+//! not have are removed between phases 2 and 3 (module `delete`). [`original_location`] tells
+//! whether a restore writes over the paths it was backed up from (the CLI asks before it does).
 
 mod data;
+mod delete;
+mod existing;
+mod location;
 #[cfg(test)]
 mod tests;
+
+pub use existing::Overwrite;
+pub use location::{original_location, OriginalLocation};
 
 use crate::filter::PathFilter;
 use crate::fsmeta;
@@ -43,6 +54,11 @@ pub struct RestoreOptions {
     pub includes: Vec<String>,
     pub excludes: Vec<String>,
     pub dry_run: bool,
+    /// What to do with entries that already exist in the target.
+    pub overwrite: Overwrite,
+    /// Make the restored directories identical to the snapshot: remove the entries they hold
+    /// that the snapshot does not (within the limits described in module `delete`).
+    pub delete: bool,
     /// Counters for a progress display (files and bytes of file data written).
     pub progress: Option<std::sync::Arc<crate::progress::Progress>>,
 }
@@ -54,13 +70,38 @@ pub struct RestoreWarning {
     pub message: String,
 }
 
-/// The outcome of a restore.
+/// The outcome of a restore (of a dry run: what a real run would do).
+///
+/// `files`, `dirs`, `other` and `bytes` count the entries that hold the snapshot's content
+/// afterwards, whether written or found identical; `skipped_unchanged` and `overwritten` say
+/// how many of them were already there.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct RestoreSummary {
     pub files: u64,
     pub dirs: u64,
     pub other: u64,
+    /// The size of the restored files (holes included).
     pub bytes: u64,
+    /// Existing non-directories that already equalled the snapshot's and were kept (their
+    /// metadata set to the snapshot's); counted in `files` and `other`.
+    pub skipped_unchanged: u64,
+    /// Existing non-directories left untouched by [`Overwrite::Never`]; not counted elsewhere.
+    pub skipped_existing: u64,
+    /// Restored entries that replaced an existing entry.
+    pub overwritten: u64,
+    /// Entries removed by [`RestoreOptions::delete`] (everything inside a removed directory
+    /// counted, the directory too).
+    pub deleted: u64,
+    /// The entries [`RestoreOptions::delete`] removed from restored directories (a removed
+    /// directory is listed, not its contents).
+    pub deleted_paths: Vec<String>,
+    /// File content written into the target, in bytes.
+    pub bytes_written: u64,
+    /// Bytes read from pack files for file content (tree reads not counted): 0 when every
+    /// file was already up to date.
+    pub bytes_fetched: u64,
+    /// Bytes of existing files read to compare them with the snapshot.
+    pub bytes_compared: u64,
     pub warnings: Vec<RestoreWarning>,
     /// Things worth knowing that do not make the restore inexact (e.g. a file that was
     /// already changing while it was backed up).
@@ -93,9 +134,16 @@ struct Restorer<'a> {
     opts: &'a RestoreOptions,
     includes: PathFilter,
     excludes: PathFilter,
-    /// First restored path of each hardlinked inode, and its pending file if its data is still
-    /// to be written.
-    hardlinks: HashMap<(u64, u64), (PathBuf, Option<usize>)>,
+    /// The exclude patterns the snapshot was made with (`delete` leaves what they match).
+    backup_excludes: PathFilter,
+    /// First restored path of each hardlinked inode.
+    hardlinks: HashMap<(u64, u64), LinkFirst>,
+    /// Reads existing files for [`Overwrite::IfChanged`].
+    comparer: existing::Comparer<'a>,
+    /// Where `delete` may remove entries (None without `delete`).
+    scope: Option<delete::Scope>,
+    /// Entries to remove in phase 3.
+    extras: Vec<delete::Extra>,
     summary: RestoreSummary,
     /// Every directory the walk entered, in pre-order.
     dirs: Vec<DirRec>,
@@ -112,12 +160,26 @@ struct Restorer<'a> {
     planned_bytes: u64,
 }
 
+/// The first restored path of a hardlinked inode.
+#[derive(Clone, Debug)]
+struct LinkFirst {
+    path: PathBuf,
+    /// Its pending file, if its data is still to be written.
+    pending: Option<usize>,
+    /// It existed already with the right content and was kept.
+    kept: bool,
+}
+
 /// A directory created (or found) by the walk.
 struct DirRec {
     path: PathBuf,
     /// Its metadata (without content).
     node: Node,
     existed: bool,
+    /// Its metadata is set in phase 3 (not for an existing directory with [`Overwrite::Never`]).
+    set_meta: bool,
+    /// It replaced another kind of entry.
+    replaced: bool,
     included: bool,
     parent: Option<usize>,
     /// Entries restored in it so far (files whose data is pending count as restored).
@@ -131,12 +193,24 @@ struct PendingFile {
     /// Its metadata (without content), applied once its data is written.
     node: Node,
     parent: Option<usize>,
-    /// Other paths hardlinked to it: (path, directory, size to count).
-    links: Vec<(PathBuf, Option<usize>, u64)>,
+    /// Other paths hardlinked to it.
+    links: Vec<Link>,
     /// The content is longer than the recorded size: cut it after writing.
     truncate: bool,
+    /// It replaced an existing entry.
+    replaced: bool,
     /// What [`complete`] could not apply.
     warnings: OnceLock<Vec<String>>,
+}
+
+/// Another path hardlinked to a pending file.
+struct Link {
+    path: PathBuf,
+    dir: Option<usize>,
+    /// The size to count.
+    size: u64,
+    /// It replaced an existing entry.
+    replaced: bool,
 }
 
 /// A pending file's data is all written: cut it to size if needed and apply its metadata
@@ -180,12 +254,24 @@ pub fn restore(
         path: String::from_utf8_lossy(subpath).into_owned(),
         snapshot: "the snapshot".into(),
     })?;
+    let includes = PathFilter::new(&opts.includes)?;
+    let excludes = PathFilter::new(&opts.excludes)?;
+    if !opts.dry_run {
+        prepare_target(&opts.target)?;
+    }
     let mut r = Restorer {
         repo,
         opts,
-        includes: PathFilter::new(&opts.includes)?,
-        excludes: PathFilter::new(&opts.excludes)?,
+        includes,
+        excludes,
+        // Patterns a backup accepted are valid; should one not be, it protects nothing.
+        backup_excludes: PathFilter::new(&snapshot.excludes).or_else(|_| PathFilter::new(&[]))?,
         hardlinks: HashMap::new(),
+        comparer: existing::Comparer::new(repo.crypt().bundle()),
+        scope: opts
+            .delete
+            .then(|| delete::Scope::new(&snapshot.paths, &opts.target)),
+        extras: Vec::new(),
         summary: RestoreSummary::default(),
         dirs: Vec::new(),
         dir_order: Vec::new(),
@@ -195,9 +281,6 @@ pub fn restore(
         pending: Vec::new(),
         planned_bytes: 0,
     };
-    if !opts.dry_run {
-        prepare_target(&opts.target)?;
-    }
     let started = std::time::Instant::now();
     let base: Vec<u8> = subpath.to_vec();
     let base = trim_trailing_slash(&base);
@@ -206,7 +289,7 @@ pub fn restore(
             // If not even the starting directory can be read, nothing can be restored: that is
             // an integrity error, not a partial restore.
             repo.read_tree(&tree)?;
-            r.restore_tree(tree, &opts.target, base, r.includes.is_empty())?;
+            r.restore_tree(tree, &opts.target, base, r.includes.is_empty(), true)?;
         }
         _ => {
             let parent_path = match base.iter().rposition(|&b| b == b'/') {
@@ -216,7 +299,10 @@ pub fn restore(
             r.restore_entry(&node, &opts.target, parent_path, r.includes.is_empty())?;
         }
     }
-    if !opts.dry_run {
+    r.summary.bytes_compared = r.comparer.bytes_read;
+    if opts.dry_run {
+        r.delete_extras();
+    } else {
         tracing::debug!(
             elapsed = ?started.elapsed(),
             files = r.slots.len(),
@@ -227,12 +313,14 @@ pub fn restore(
         if let Some(p) = progress {
             p.set_totals(r.slots.len() as u64, r.planned_bytes);
         }
-        data::run(repo, plan, &r.slots, progress, &|i| {
+        let written = data::run(repo, plan, &r.slots, progress, &|i| {
             if let Some(p) = progress {
                 p.add_files(1);
             }
             complete(&r.slots[i], &r.pending[i])
         })?;
+        r.summary.bytes_written = written.bytes_written;
+        r.summary.bytes_fetched = written.bytes_fetched;
         tracing::debug!(elapsed = ?started.elapsed(), "restore: data written");
         r.finish()?;
         tracing::debug!(elapsed = ?started.elapsed(), "restore: metadata applied");
@@ -294,14 +382,15 @@ impl Restorer<'_> {
         }
     }
 
-    /// Restore the entries of tree `id` into directory `dest`. Returns whether anything was
-    /// restored.
+    /// Restore the entries of tree `id` into directory `dest` (which `existed` before the
+    /// restore). Returns whether anything was restored.
     fn restore_tree(
         &mut self,
         id: TreeId,
         dest: &Path,
         snap_path: &[u8],
         included: bool,
+        existed: bool,
     ) -> Result<bool> {
         let tree = match self.repo.read_tree(&id) {
             Ok(t) => t,
@@ -311,6 +400,9 @@ impl Restorer<'_> {
             }
             Err(e) => return Err(e),
         };
+        if existed {
+            self.plan_deletions(&tree, dest, snap_path, included);
+        }
         let mut any = false;
         for node in &tree.nodes {
             if self.restore_entry(node, dest, snap_path, included)? {
@@ -321,6 +413,26 @@ impl Restorer<'_> {
             }
         }
         Ok(any)
+    }
+
+    /// `lstat` of where an entry goes: None if nothing is there. An entry that cannot be
+    /// examined is reported (Err: not restored).
+    fn examine(&mut self, dest: &Path) -> std::result::Result<Option<fsmeta::StatInfo>, ()> {
+        match fsmeta::lstat(dest) {
+            Ok(st) => Ok(Some(st)),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => {
+                self.warn(dest, format!("cannot examine the existing entry: {e}"));
+                Err(())
+            }
+        }
     }
 
     fn restore_entry(
@@ -339,73 +451,56 @@ impl Restorer<'_> {
         let included = included || self.includes.matches(&snap_path, &node.name);
         let dest = dest_dir.join(OsStr::from_bytes(&node.name));
         if node.kind == NodeKind::Dir {
-            let existed = fsmeta::lstat(&dest)
-                .map(|s| s.kind == Some(NodeKind::Dir))
-                .unwrap_or(false);
-            if !self.opts.dry_run && !existed {
-                if let Err(e) = std::fs::DirBuilder::new().mode(0o700).create(&dest) {
-                    if e.kind() == std::io::ErrorKind::StorageFull {
-                        return Err(Error::NoSpace { path: dest });
-                    }
-                    self.warn(&dest, format!("cannot create directory: {e}"));
-                    return Ok(false);
-                }
-            }
-            let idx = self.dirs.len();
-            self.dirs.push(DirRec {
-                path: dest.clone(),
-                node: meta_only(node),
-                existed,
-                included,
-                parent: self.cur_dir,
-                live: 0,
-                kept: false,
-            });
-            let outer = self.cur_dir.replace(idx);
-            let any = match node.subtree {
-                Some(sub) => self.restore_tree(sub, &dest, &snap_path, included),
-                None => Ok(false),
-            };
-            self.cur_dir = outer;
-            if !included && !any? {
-                if !existed && !self.opts.dry_run {
-                    let _ = std::fs::remove_dir(&dest);
-                }
-                return Ok(false);
-            }
-            // Counted now; uncounted (and removed) again in phase 3 if it only held files
-            // whose data turns out to be unreadable.
-            self.summary.dirs += 1;
-            self.dirs[idx].kept = true;
-            self.dir_order.push(idx);
-            return Ok(true);
+            return self.restore_dir(node, dest, snap_path, included);
         }
         if !included {
             return Ok(false);
         }
-        if self.opts.dry_run {
-            self.count(node);
-            return Ok(true);
-        }
-        if let Ok(st) = fsmeta::lstat(&dest) {
-            if st.kind == Some(NodeKind::Dir) {
-                self.warn(&dest, "a directory is in the way; not replaced");
-                return Ok(false);
-            }
-            if let Err(e) = std::fs::remove_file(&dest) {
-                self.warn(&dest, format!("cannot replace existing file: {e}"));
-                return Ok(false);
-            }
-        }
+        let Ok(existing) = self.examine(&dest) else {
+            return Ok(false);
+        };
         let link_key =
             (node.kind == NodeKind::File && node.nlink > 1).then_some((node.device, node.inode));
-        if let Some((first, pending)) = link_key.and_then(|k| self.hardlinks.get(&k).cloned()) {
-            match std::fs::hard_link(&first, &dest) {
+        let mut replaced = false;
+        if let Some(st) = existing {
+            if self.opts.overwrite == Overwrite::IfChanged
+                && self.unchanged(node, &st, &dest, link_key)
+            {
+                self.keep(node, dest, link_key);
+                return Ok(true);
+            }
+            if !self.make_way(&dest, &st, &snap_path)? {
+                return Ok(false);
+            }
+            replaced = true;
+        }
+        if self.opts.dry_run {
+            self.count(node);
+            self.summary.overwritten += u64::from(replaced);
+            if let Some(k) = link_key {
+                self.hardlinks.entry(k).or_insert(LinkFirst {
+                    path: dest,
+                    pending: None,
+                    kept: false,
+                });
+            }
+            return Ok(true);
+        }
+        if let Some(first) = link_key.and_then(|k| self.hardlinks.get(&k).cloned()) {
+            match std::fs::hard_link(&first.path, &dest) {
                 Ok(()) => {
-                    match pending {
+                    match first.pending {
                         // Counted (or removed) with the file it links to, once its data is in.
-                        Some(i) => self.pending[i].links.push((dest, self.cur_dir, node.size)),
-                        None => self.count(node),
+                        Some(i) => self.pending[i].links.push(Link {
+                            path: dest,
+                            dir: self.cur_dir,
+                            size: node.size,
+                            replaced,
+                        }),
+                        None => {
+                            self.count(node);
+                            self.summary.overwritten += u64::from(replaced);
+                        }
                     }
                     return Ok(true);
                 }
@@ -413,26 +508,28 @@ impl Restorer<'_> {
                     &dest,
                     format!(
                         "cannot hardlink to {}: {e}; restoring a copy",
-                        first.display()
+                        first.path.display()
                     ),
                 ),
             }
         }
         let created = match node.kind {
             NodeKind::File => {
-                if node.flags & (NODE_CHANGED_WHILE_READ | NODE_READ_ERROR) != 0 {
-                    self.summary.notes.push(RestoreWarning {
-                        path: dest.display().to_string(),
-                        message: "this file was changing while it was backed up; the stored version may mix old and new content".into(),
-                    });
-                }
-                match self.restore_file(node, &dest)? {
+                self.note_changed_while_read(node, &dest);
+                match self.restore_file(node, &dest, replaced)? {
                     FileOutcome::Done => true,
                     FileOutcome::Failed => false,
                     // Counted and given its metadata in phase 3.
                     FileOutcome::Pending(i) => {
                         if let Some(k) = link_key {
-                            self.hardlinks.insert(k, (dest, Some(i)));
+                            self.hardlinks.insert(
+                                k,
+                                LinkFirst {
+                                    path: dest,
+                                    pending: Some(i),
+                                    kept: false,
+                                },
+                            );
                         }
                         return Ok(true);
                     }
@@ -462,18 +559,120 @@ impl Restorer<'_> {
             return Ok(false);
         }
         self.count(node);
+        self.summary.overwritten += u64::from(replaced);
         for w in fsmeta::apply_metadata(&dest, node) {
             self.warn(&dest, w);
         }
         if let Some(k) = link_key {
-            self.hardlinks.insert(k, (dest, None));
+            self.hardlinks.insert(
+                k,
+                LinkFirst {
+                    path: dest,
+                    pending: None,
+                    kept: false,
+                },
+            );
         }
         Ok(true)
     }
 
+    fn note_changed_while_read(&mut self, node: &Node, dest: &Path) {
+        if node.flags & (NODE_CHANGED_WHILE_READ | NODE_READ_ERROR) != 0 {
+            self.summary.notes.push(RestoreWarning {
+                path: dest.display().to_string(),
+                message: "this file was changing while it was backed up; the stored version may mix old and new content".into(),
+            });
+        }
+    }
+
+    /// Restore directory `node` at `dest` and what is in it.
+    fn restore_dir(
+        &mut self,
+        node: &Node,
+        dest: PathBuf,
+        snap_path: Vec<u8>,
+        included: bool,
+    ) -> Result<bool> {
+        let Ok(existing) = self.examine(&dest) else {
+            return Ok(false);
+        };
+        let existed = existing.is_some_and(|st| st.kind == Some(NodeKind::Dir));
+        let mut replaced = false;
+        if let Some(st) = existing.filter(|_| !existed) {
+            // Something else is where the directory goes: replace it only if the directory is
+            // going to be restored.
+            if !included && !self.has_included(node, &snap_path) {
+                return Ok(false);
+            }
+            if !self.make_way(&dest, &st, &snap_path)? {
+                return Ok(false);
+            }
+            replaced = true;
+        }
+        if !self.opts.dry_run && !existed {
+            if let Err(e) = std::fs::DirBuilder::new().mode(0o700).create(&dest) {
+                if e.kind() == std::io::ErrorKind::StorageFull {
+                    return Err(Error::NoSpace { path: dest });
+                }
+                self.warn(&dest, format!("cannot create directory: {e}"));
+                return Ok(false);
+            }
+        }
+        let idx = self.dirs.len();
+        self.dirs.push(DirRec {
+            path: dest.clone(),
+            node: meta_only(node),
+            existed,
+            set_meta: !(existed && self.opts.overwrite == Overwrite::Never),
+            replaced,
+            included,
+            parent: self.cur_dir,
+            live: 0,
+            kept: false,
+        });
+        let outer = self.cur_dir.replace(idx);
+        let any = match node.subtree {
+            Some(sub) => self.restore_tree(sub, &dest, &snap_path, included, existed),
+            None => Ok(false),
+        };
+        self.cur_dir = outer;
+        if !included && !any? {
+            if !existed && !self.opts.dry_run {
+                let _ = std::fs::remove_dir(&dest);
+            }
+            return Ok(false);
+        }
+        // Counted now; uncounted (and removed) again in phase 3 if it only held files
+        // whose data turns out to be unreadable.
+        self.summary.dirs += 1;
+        self.summary.overwritten += u64::from(replaced);
+        self.dirs[idx].kept = true;
+        self.dir_order.push(idx);
+        Ok(true)
+    }
+
+    /// Whether the (not included) directory `node` holds anything `--include` selects.
+    fn has_included(&self, node: &Node, snap_path: &[u8]) -> bool {
+        let Some(sub) = node.subtree else {
+            return false;
+        };
+        // Unreadable: let the walk find out and report it.
+        let Ok(tree) = self.repo.read_tree(&sub) else {
+            return true;
+        };
+        tree.nodes.iter().any(|n| {
+            let mut p = snap_path.to_vec();
+            p.push(b'/');
+            p.extend_from_slice(&n.name);
+            !self.excludes.matches(&p, &n.name)
+                && (self.includes.matches(&p, &n.name)
+                    || (n.kind == NodeKind::Dir && self.has_included(n, &p)))
+        })
+    }
+
     /// Create a regular file at its final size and plan its content (holes are left unwritten).
     /// A file whose blobs are not all in the index is removed and reported at once.
-    fn restore_file(&mut self, node: &Node, dest: &Path) -> Result<FileOutcome> {
+    fn restore_file(&mut self, node: &Node, dest: &Path, replaced: bool) -> Result<FileOutcome> {
         let file = match std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -534,14 +733,15 @@ impl Restorer<'_> {
             parent: self.cur_dir,
             links: Vec::new(),
             truncate: data_end > node.size,
+            replaced,
             warnings: OnceLock::new(),
         });
         Ok(FileOutcome::Pending(i))
     }
 
     /// Phase 3: remove and report files whose data could not be read, count the others and
-    /// report what of their metadata could not be applied, then apply directory metadata,
-    /// deepest first.
+    /// report what of their metadata could not be applied, remove what `delete` planned, then
+    /// apply directory metadata, deepest first.
     fn finish(&mut self) -> Result<()> {
         let slots = std::mem::take(&mut self.slots);
         let pending = std::mem::take(&mut self.pending);
@@ -550,7 +750,8 @@ impl Restorer<'_> {
                 continue;
             };
             let first = (&slot.path, p.parent);
-            for (path, parent) in std::iter::once(first).chain(p.links.iter().map(|l| (&l.0, l.1)))
+            for (path, parent) in
+                std::iter::once(first).chain(p.links.iter().map(|l| (&l.path, l.dir)))
             {
                 let _ = std::fs::remove_file(path);
                 self.warn(path, message.clone());
@@ -566,17 +767,20 @@ impl Restorer<'_> {
                 complete(slot, p)?;
             }
             self.count(&p.node);
+            self.summary.overwritten += u64::from(p.replaced);
             for link in &p.links {
                 self.summary.files += 1;
-                self.summary.bytes += link.2;
+                self.summary.bytes += link.size;
+                self.summary.overwritten += u64::from(link.replaced);
             }
             for w in p.warnings.get().into_iter().flatten() {
                 self.warn(&slot.path, w.clone());
             }
         }
+        self.delete_extras();
         for k in 0..self.dir_order.len() {
             let d = &self.dirs[self.dir_order[k]];
-            if !d.kept {
+            if !d.kept || !d.set_meta {
                 continue;
             }
             let warnings = fsmeta::apply_metadata(&d.path, &d.node);
@@ -603,6 +807,7 @@ impl Restorer<'_> {
                 let _ = std::fs::remove_dir(&d.path);
             }
             self.summary.dirs -= 1;
+            self.summary.overwritten -= u64::from(d.replaced);
             cur = d.parent;
         }
     }

@@ -26,7 +26,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 /// Most threads used for the data phase.
@@ -212,6 +212,17 @@ struct Ctx<'a> {
     next: AtomicUsize,
     abort: AtomicBool,
     fatal: Mutex<Option<Error>>,
+    fetched: AtomicU64,
+    written: AtomicU64,
+}
+
+/// What the data phase read and wrote.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct DataStats {
+    /// Bytes read from pack files (sealed blobs and the gaps between them).
+    pub(super) bytes_fetched: u64,
+    /// Plaintext bytes written into target files.
+    pub(super) bytes_written: u64,
 }
 
 /// Called (on some worker thread) for each file whose data is completely written, once no
@@ -226,10 +237,10 @@ pub(super) fn run(
     files: &[FileSlot],
     progress: Option<&crate::progress::Progress>,
     complete: &Complete<'_>,
-) -> Result<()> {
+) -> Result<DataStats> {
     let Plan { packs, .. } = plan;
     if packs.is_empty() {
-        return Ok(());
+        return Ok(DataStats::default());
     }
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -245,6 +256,8 @@ pub(super) fn run(
         next: AtomicUsize::new(0),
         abort: AtomicBool::new(false),
         fatal: Mutex::new(None),
+        fetched: AtomicU64::new(0),
+        written: AtomicU64::new(0),
     };
     if workers <= 1 {
         ctx.worker();
@@ -255,9 +268,13 @@ pub(super) fn run(
             }
         });
     }
+    let stats = DataStats {
+        bytes_fetched: ctx.fetched.load(Ordering::Relaxed),
+        bytes_written: ctx.written.load(Ordering::Relaxed),
+    };
     match ctx.fatal.into_inner().unwrap_or_else(|e| e.into_inner()) {
         Some(e) => Err(e),
-        None => Ok(()),
+        None => Ok(stats),
     }
 }
 
@@ -298,7 +315,10 @@ impl Ctx<'_> {
                 return Ok(());
             }
             let buf = match backend.read_range(FileType::Pack, &name, start, end - start) {
-                Ok(b) => Some(b),
+                Ok(b) => {
+                    self.fetched.fetch_add(b.len() as u64, Ordering::Relaxed);
+                    Some(b)
+                }
                 Err(BackendError::ShortRead { .. }) if blobs.len() > 1 => None,
                 Err(BackendError::NotFound { path } | BackendError::ShortRead { path, .. }) => {
                     for b in blobs {
@@ -329,6 +349,7 @@ impl Ctx<'_> {
                     // Part of the range is beyond the end of the pack: find out blob by blob.
                     None => match backend.read_range(FileType::Pack, &name, off, len) {
                         Ok(v) => {
+                            self.fetched.fetch_add(v.len() as u64, Ordering::Relaxed);
                             fetched = v;
                             &fetched
                         }
@@ -382,6 +403,8 @@ impl Ctx<'_> {
                 let file = self.handles.get(self.files, t.file)?;
                 file.write_all_at(plain, t.offset)
                     .map_err(|e| Error::io(&slot.path, e))?;
+                self.written
+                    .fetch_add(plain.len() as u64, Ordering::Relaxed);
                 if let Some(p) = self.progress {
                     p.add_bytes(plain.len() as u64);
                 }

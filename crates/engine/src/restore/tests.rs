@@ -6,7 +6,7 @@ use crate::{BackupOptions, InitOptions, Secret};
 use snapguard_backend::{Backend, LocalBackend};
 use snapguard_crypto::{Argon2Params, Cipher};
 use snapguard_format::{PackId, Timestamp};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::sync::Arc;
 use zeroize::Zeroizing;
 
@@ -307,5 +307,220 @@ fn directory_kept_only_for_a_file_that_fails_is_removed_and_not_counted() -> Tes
     assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
     let left: Vec<_> = std::fs::read_dir(&f.target)?.collect();
     assert!(left.is_empty(), "left behind: {left:?}");
+    Ok(())
+}
+
+impl Fixture {
+    /// Restore everything with `overwrite` and `delete`.
+    fn restore_mode(&self, overwrite: Overwrite, delete: bool) -> Result<RestoreSummary> {
+        let repo = Repository::open(Arc::new(LocalBackend::new(&self.repo_dir)), &[secret()])
+            .and_then(|mut r| r.load_index().map(|()| r))?;
+        let opts = RestoreOptions {
+            target: self.target.clone(),
+            overwrite,
+            delete,
+            ..RestoreOptions::default()
+        };
+        restore(&repo, &self.snapshot, b"/", &opts)
+    }
+}
+
+const ALL: [&str; 10] = [
+    "big.bin",
+    "dup1",
+    "dup2",
+    "h1",
+    "h2",
+    "sparse",
+    "all_hole",
+    "empty",
+    "d/one.bin",
+    "d/e/two.bin",
+];
+
+fn ino(p: &Path) -> TestResult<u64> {
+    Ok(std::fs::symlink_metadata(p)?.ino())
+}
+
+/// Open handles on files: while they are open, their inode numbers cannot be reused, so a path
+/// whose inode still equals its handle's was not replaced.
+fn hold(paths: &[PathBuf]) -> TestResult<Vec<(PathBuf, std::fs::File)>> {
+    paths
+        .iter()
+        .map(|p| Ok((p.clone(), std::fs::File::open(p)?)))
+        .collect()
+}
+
+fn replaced(held: &[(PathBuf, std::fs::File)]) -> TestResult<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for (p, f) in held {
+        if ino(p)? != f.metadata()?.ino() {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
+}
+
+#[test]
+fn if_changed_rewrites_only_files_whose_content_differs() -> TestResult {
+    let f = fixture(false)?;
+    let first = f.restore(&[])?;
+    assert!(first.warnings.is_empty(), "{:?}", first.warnings);
+    assert_eq!((first.skipped_unchanged, first.overwritten), (0, 0));
+    let all: Vec<PathBuf> = ALL.iter().map(|r| f.restored(r)).collect();
+    let held = hold(&all)?;
+
+    // Nothing changed: everything is kept, no pack data is read, nothing is written, and the
+    // files (holes and hardlinks included) are the same inodes.
+    let again = f.restore_mode(Overwrite::IfChanged, false)?;
+    assert!(again.warnings.is_empty(), "{:?}", again.warnings);
+    assert_eq!(again.skipped_unchanged, 10, "{again:?}");
+    assert_eq!(
+        (again.overwritten, again.bytes_written, again.bytes_fetched),
+        (0, 0, 0),
+        "{again:?}"
+    );
+    assert_eq!(again.files, 10);
+    assert_eq!(replaced(&held)?, Vec::<PathBuf>::new());
+
+    // One byte flipped in the middle of big.bin, one.bin cut short, a hole of sparse filled
+    // with zeros (same bytes, but not the snapshot's sparse layout), a stray xattr and mode on
+    // dup1 (metadata only: the file is kept and its metadata set).
+    let big = f.restored("big.bin");
+    let mut data = std::fs::read(&big)?;
+    data[1_300_000] ^= 1;
+    std::fs::write(&big, &data)?;
+    let one = f.restored("d/one.bin");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&one)?
+        .set_len(10)?;
+    std::os::unix::fs::FileExt::write_all_at(
+        &std::fs::OpenOptions::new()
+            .write(true)
+            .open(f.restored("sparse"))?,
+        &[0u8; 4096],
+        0,
+    )?;
+    let dup1 = f.restored("dup1");
+    std::fs::set_permissions(&dup1, std::fs::Permissions::from_mode(0o777))?;
+    rustix::fs::setxattr(&dup1, "user.stray", b"x", rustix::fs::XattrFlags::empty())?;
+    let s = f.restore_mode(Overwrite::IfChanged, false)?;
+    assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+    assert_eq!(s.overwritten, 3, "{s:?}");
+    assert_eq!(s.skipped_unchanged, 7, "{s:?}");
+    assert_eq!(s.bytes_written, (2600 + 30 + 64) * KIB as u64, "{s:?}");
+    assert!(s.bytes_fetched > 0);
+    for rel in ALL {
+        assert!(
+            std::fs::read(f.src.join(rel))? == std::fs::read(f.restored(rel))?,
+            "{rel}: content differs"
+        );
+    }
+    let m = std::fs::metadata(&dup1)?;
+    assert_eq!(
+        m.mode() & 0o7777,
+        std::fs::metadata(f.src.join("dup1"))?.mode() & 0o7777
+    );
+    assert!(
+        fsmeta::read_xattrs(&dup1)?.is_empty(),
+        "stray xattr left on a kept file"
+    );
+    assert_eq!(
+        replaced(&held)?,
+        vec![
+            f.restored("big.bin"),
+            f.restored("sparse"),
+            f.restored("d/one.bin")
+        ]
+    );
+    let sparse = std::fs::metadata(f.restored("sparse"))?;
+    assert!(
+        sparse.blocks() * 512 <= 1 << 20,
+        "sparse file not sparse again"
+    );
+    Ok(())
+}
+
+#[test]
+fn always_replaces_and_never_keeps_every_existing_file() -> TestResult {
+    let f = fixture(false)?;
+    f.restore(&[])?;
+    let one = f.restored("d/one.bin");
+    std::fs::write(&one, b"mine")?;
+    let held = hold(&[f.restored("dup2")])?;
+
+    let s = f.restore_mode(Overwrite::Never, false)?;
+    assert_eq!(s.skipped_existing, 10, "{s:?}");
+    assert_eq!(
+        (s.files, s.bytes_written, s.bytes_fetched),
+        (0, 0, 0),
+        "{s:?}"
+    );
+    assert_eq!(std::fs::read(&one)?, b"mine");
+
+    let s = f.restore_mode(Overwrite::Always, false)?;
+    assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+    assert_eq!(
+        (s.files, s.overwritten, s.skipped_unchanged),
+        (10, 10, 0),
+        "{s:?}"
+    );
+    assert_eq!(replaced(&held)?.len(), 1, "always kept an inode");
+    assert_eq!(
+        std::fs::read(&one)?,
+        std::fs::read(f.src.join("d/one.bin"))?
+    );
+    let h1 = ino(&f.restored("h1"))?;
+    assert_eq!(h1, ino(&f.restored("h2"))?, "hardlink group split");
+    Ok(())
+}
+
+#[test]
+fn delete_removes_extras_without_following_symlinks() -> TestResult {
+    let f = fixture(false)?;
+    f.restore(&[])?;
+    let outside = f._tmp.path().join("outside");
+    std::fs::create_dir(&outside)?;
+    std::fs::write(outside.join("precious"), b"keep me")?;
+    let d = f.restored("d");
+    std::fs::create_dir_all(d.join("extra/deeper"))?;
+    std::fs::write(d.join("extra/deeper/x"), b"x")?;
+    std::os::unix::fs::symlink(&outside, d.join("extra/link"))?;
+    std::os::unix::fs::symlink(&outside, d.join("e/link"))?;
+    std::fs::write(f.restored("stray"), b"s")?;
+    // The directories above the backed-up path are not the snapshot's to clean.
+    let above = f.target.join("above");
+    std::fs::write(&above, b"not in scope")?;
+
+    let dry = RestoreOptions {
+        target: f.target.clone(),
+        delete: true,
+        dry_run: true,
+        ..RestoreOptions::default()
+    };
+    let repo = f.open()?;
+    let s = restore(&repo, &f.snapshot, b"/", &dry)?;
+    // extra, extra/deeper, extra/deeper/x, extra/link, e/link, stray.
+    assert_eq!(s.deleted, 6, "{s:?}");
+    assert!(d.join("extra/deeper/x").exists(), "dry run deleted");
+
+    let s = f.restore_mode(Overwrite::IfChanged, true)?;
+    assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+    assert_eq!(s.deleted, 6, "{s:?}");
+    let mut paths = s.deleted_paths.clone();
+    paths.sort();
+    let want = |p: PathBuf| p.display().to_string();
+    let mut expected = vec![
+        want(d.join("e/link")),
+        want(d.join("extra")),
+        want(f.restored("stray")),
+    ];
+    expected.sort();
+    assert_eq!(paths, expected);
+    assert!(!d.join("extra").exists() && !d.join("e/link").exists());
+    assert_eq!(std::fs::read(outside.join("precious"))?, b"keep me");
+    assert!(above.exists(), "deleted above the backed-up path");
+    assert_eq!(s.skipped_unchanged, 10, "{s:?}");
     Ok(())
 }
