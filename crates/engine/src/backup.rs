@@ -151,14 +151,7 @@ pub fn backup(repo: &mut Repository, opts: &BackupOptions) -> Result<BackupResul
     }
     paths.sort();
     paths.dedup();
-    let cfg = repo.config().clone();
-    let params = ChunkerParams {
-        min_size: cfg.chunker_min as usize,
-        avg_size: cfg.chunker_avg as usize,
-        max_size: cfg.chunker_max as usize,
-    };
-    let chunker = Chunker::new(repo.crypt().bundle().gear_table(), params)
-        .map_err(|e| Error::corrupt("config", format!("chunker parameters: {e}")))?;
+    let chunker = repo_chunker(repo)?;
     let parent = match opts.parent {
         Some(id) => Some((id, repo.load_snapshot(&id)?)),
         None if opts.force => None,
@@ -168,25 +161,7 @@ pub fn backup(repo: &mut Repository, opts: &BackupOptions) -> Result<BackupResul
         Some((_, s)) => Some(repo.read_tree(&s.tree)?),
         None => None,
     };
-    let level = match opts.compression {
-        Some(CompressionChoice::Off) => None,
-        Some(CompressionChoice::Level(l)) => Some(l),
-        None => Some(cfg.compression_level),
-    };
-    let pipeline = Pipeline::start(
-        repo.backend_arc(),
-        repo.crypt().clone(),
-        PipelineConfig {
-            level,
-            pack_target: cfg.pack_target_size as usize,
-            threads: opts.threads.unwrap_or_else(|| {
-                std::thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(2)
-            }),
-            dry_run: opts.dry_run,
-        },
-    );
+    let pipeline = start_pipeline(repo, opts.compression, opts.threads, opts.dry_run);
     let mut a = Archiver {
         repo,
         opts,
@@ -259,6 +234,47 @@ pub fn backup(repo: &mut Repository, opts: &BackupOptions) -> Result<BackupResul
 }
 
 /// The latest snapshot of the same host with the same paths.
+/// The repository's content-defined chunker (its parameters and secret gear table).
+pub(crate) fn repo_chunker(repo: &Repository) -> Result<Chunker> {
+    let cfg = repo.config();
+    let params = ChunkerParams {
+        min_size: cfg.chunker_min as usize,
+        avg_size: cfg.chunker_avg as usize,
+        max_size: cfg.chunker_max as usize,
+    };
+    Chunker::new(repo.crypt().bundle().gear_table(), params)
+        .map_err(|e| Error::corrupt("config", format!("chunker parameters: {e}")))
+}
+
+/// Start the store pipeline (compression, packing, upload) for new blobs of `repo`.
+pub(crate) fn start_pipeline(
+    repo: &Repository,
+    compression: Option<CompressionChoice>,
+    threads: Option<usize>,
+    dry_run: bool,
+) -> Pipeline {
+    let cfg = repo.config();
+    let level = match compression {
+        Some(CompressionChoice::Off) => None,
+        Some(CompressionChoice::Level(l)) => Some(l),
+        None => Some(cfg.compression_level),
+    };
+    Pipeline::start(
+        repo.backend_arc(),
+        repo.crypt().clone(),
+        PipelineConfig {
+            level,
+            pack_target: cfg.pack_target_size as usize,
+            threads: threads.unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(2)
+            }),
+            dry_run,
+        },
+    )
+}
+
 fn find_parent(
     repo: &Repository,
     paths: &[PathBuf],

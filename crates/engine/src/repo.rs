@@ -62,6 +62,32 @@ pub struct InitOptions {
     pub append_only: bool,
 }
 
+impl InitOptions {
+    /// Settings for tests: a cheap KDF (8 MiB, one pass), AES-256-GCM, a fixed time and host,
+    /// packs of `pack_target_size` bytes.
+    #[cfg(test)]
+    pub(crate) fn for_tests(pack_target_size: u32) -> InitOptions {
+        InitOptions {
+            cipher: Cipher::Aes256Gcm,
+            kdf: Argon2Params {
+                memory_kib: 8192,
+                iterations: 1,
+                parallelism: 1,
+            },
+            now: Timestamp {
+                secs: 1_700_000_000,
+                nanos: 0,
+            },
+            hostname: "h".into(),
+            username: "u".into(),
+            compression_level: 3,
+            pack_target_size,
+            chunk_avg: None,
+            append_only: false,
+        }
+    }
+}
+
 /// Snapshots with their ids, oldest first.
 pub type SnapshotList = Vec<(SnapshotId, SnapshotFile)>;
 

@@ -16,10 +16,10 @@
 //! canonical ones (numbered in tree order), so the tree ids do not depend on the order entries
 //! arrived in.
 
-use crate::backup::pipeline::{Job, Pipeline, PipelineConfig};
+use crate::backup::pipeline::{Job, Pipeline};
 use crate::backup::{BackupWarning, CompressionChoice};
 use crate::{Error, Repository, Result};
-use snapguard_chunker::{Chunker, ChunkerParams, StreamChunker};
+use snapguard_chunker::{Chunker, StreamChunker};
 use snapguard_format::{
     BlobId, BlobType, ContentPart, Node, NodeKind, SnapshotFile, SnapshotId, SnapshotSummary,
     Timestamp, Tree, TreeId,
@@ -123,33 +123,9 @@ impl<'r> Ingest<'r> {
                 )))
             }
         };
-        let cfg = repo.config().clone();
-        let params = ChunkerParams {
-            min_size: cfg.chunker_min as usize,
-            avg_size: cfg.chunker_avg as usize,
-            max_size: cfg.chunker_max as usize,
-        };
-        let chunker = Chunker::new(repo.crypt().bundle().gear_table(), params)
-            .map_err(|e| Error::corrupt("config", format!("chunker parameters: {e}")))?;
-        let level = match opts.compression {
-            Some(CompressionChoice::Off) => None,
-            Some(CompressionChoice::Level(l)) => Some(l),
-            None => Some(cfg.compression_level),
-        };
-        let pipeline = Pipeline::start(
-            repo.backend_arc(),
-            repo.crypt().clone(),
-            PipelineConfig {
-                level,
-                pack_target: cfg.pack_target_size as usize,
-                threads: opts.threads.unwrap_or_else(|| {
-                    std::thread::available_parallelism()
-                        .map(|n| n.get())
-                        .unwrap_or(2)
-                }),
-                dry_run: opts.dry_run,
-            },
-        );
+        let chunker = crate::backup::repo_chunker(repo)?;
+        let pipeline =
+            crate::backup::start_pipeline(repo, opts.compression, opts.threads, opts.dry_run);
         Ok(Ingest {
             repo,
             opts,

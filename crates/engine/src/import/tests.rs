@@ -5,7 +5,6 @@ use super::ingest::{FileData, Ingest, IngestOptions};
 use crate::export::{export, ExportFormat, ExportOptions, ExportOutput};
 use crate::{InitOptions, Repository, Secret};
 use snapguard_backend::{Backend, LocalBackend};
-use snapguard_crypto::{Argon2Params, Cipher};
 use snapguard_format::{ContentPart, Node, NodeKind, Timestamp, TreeId};
 use std::sync::Arc;
 use zeroize::Zeroizing;
@@ -14,24 +13,7 @@ type TestResult<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 fn repo(dir: &std::path::Path) -> TestResult<Repository> {
     let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(dir));
-    let init = InitOptions {
-        cipher: Cipher::Aes256Gcm,
-        kdf: Argon2Params {
-            memory_kib: 8192,
-            iterations: 1,
-            parallelism: 1,
-        },
-        now: Timestamp {
-            secs: 1_700_000_000,
-            nanos: 0,
-        },
-        hostname: "h".into(),
-        username: "u".into(),
-        compression_level: 3,
-        pack_target_size: 64 << 10,
-        chunk_avg: None,
-        append_only: false,
-    };
+    let init = InitOptions::for_tests(64 << 10);
     Ok(Repository::init(
         backend,
         &Secret::Password(Zeroizing::new(b"import tests".to_vec())),

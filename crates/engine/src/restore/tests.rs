@@ -4,7 +4,6 @@
 use super::*;
 use crate::{BackupOptions, InitOptions, Secret};
 use snapguard_backend::{Backend, LocalBackend};
-use snapguard_crypto::{Argon2Params, Cipher};
 use snapguard_format::{PackId, Timestamp};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::sync::Arc;
@@ -65,24 +64,7 @@ fn fixture(second: bool) -> TestResult<Fixture> {
     std::fs::write(src.join("d/e/two.bin"), bytes(6, 30 * KIB))?;
 
     let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(&repo_dir));
-    let init = InitOptions {
-        cipher: Cipher::Aes256Gcm,
-        kdf: Argon2Params {
-            memory_kib: 8192,
-            iterations: 1,
-            parallelism: 1,
-        },
-        now: Timestamp {
-            secs: 1_700_000_000,
-            nanos: 0,
-        },
-        hostname: "h".into(),
-        username: "u".into(),
-        compression_level: 3,
-        pack_target_size: 64 << 10,
-        chunk_avg: None,
-        append_only: false,
-    };
+    let init = InitOptions::for_tests(64 << 10);
     let mut repo = Repository::init(backend, &secret(), &init)?;
     let opts = BackupOptions {
         paths: vec![src.clone()],

@@ -3,7 +3,6 @@
 use super::*;
 use crate::{BackupOptions, InitOptions, Secret};
 use snapguard_backend::{Backend, LocalBackend};
-use snapguard_crypto::{Argon2Params, Cipher};
 use snapguard_format::Timestamp;
 use std::collections::HashSet;
 use std::os::unix::ffi::OsStrExt;
@@ -30,24 +29,7 @@ impl Fx {
         let repo_dir = tmp.path().join("repo");
         let src = tmp.path().join("src");
         std::fs::create_dir_all(&src)?;
-        let init = InitOptions {
-            cipher: Cipher::Aes256Gcm,
-            kdf: Argon2Params {
-                memory_kib: 8192,
-                iterations: 1,
-                parallelism: 1,
-            },
-            now: Timestamp {
-                secs: 1_700_000_000,
-                nanos: 0,
-            },
-            hostname: "h".into(),
-            username: "u".into(),
-            compression_level: 3,
-            pack_target_size: 1 << 20,
-            chunk_avg: None,
-            append_only: false,
-        };
+        let init = InitOptions::for_tests(1 << 20);
         Repository::init(Arc::new(LocalBackend::new(&repo_dir)), &secret(), &init)?;
         Ok(Fx {
             _tmp: tmp,
