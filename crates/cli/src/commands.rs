@@ -87,6 +87,16 @@ pub fn open(g: &GlobalArgs, kind: LockKind, operation: &str) -> Result<(Reposito
     Ok((repo, guard))
 }
 
+/// Print a backup's or import's warnings on stderr ("error: PATH: …" for entries that are
+/// missing from the snapshot, "note: …" otherwise); returns how many were errors.
+pub(crate) fn print_warnings(warnings: &[snapguard_engine::BackupWarning]) -> usize {
+    for w in warnings {
+        let label = if w.error { "error" } else { "note" };
+        eprintln!("{label}: {}: {}", w.path, w.message);
+    }
+    warnings.iter().filter(|w| w.error).count()
+}
+
 pub fn owner() -> LockOwner {
     LockOwner {
         hostname: hostname(),
@@ -180,11 +190,7 @@ pub fn backup(g: &GlobalArgs, a: &BackupArgs) -> Result<i32> {
     let r = snapguard_engine::backup(&mut repo, &opts);
     drop(display);
     let r = r?;
-    let errors = r.warnings.iter().filter(|w| w.error).count();
-    for w in &r.warnings {
-        let label = if w.error { "error" } else { "note" };
-        eprintln!("{label}: {}: {}", w.path, w.message);
-    }
+    let errors = print_warnings(&r.warnings);
     let s = &r.summary;
     if g.json {
         print_json(&json!({

@@ -240,11 +240,7 @@ fn import_tar(g: &GlobalArgs, a: &ImportTarArgs) -> Result<i32> {
     };
     drop(display);
     let r = result?;
-    let errors = r.warnings.iter().filter(|w| w.error).count();
-    for w in &r.warnings {
-        let label = if w.error { "error" } else { "note" };
-        eprintln!("{label}: {}: {}", w.path, w.message);
-    }
+    let errors = crate::commands::print_warnings(&r.warnings);
     let s = &r.summary;
     if g.json {
         let v = json!({
