@@ -258,7 +258,7 @@ fn import_tar(g: &GlobalArgs, a: &ImportTarArgs) -> Result<i32> {
             "errors": r.warnings.iter().filter(|w| w.error).collect::<Vec<_>>(),
             "notes": r.warnings.iter().filter(|w| !w.error).collect::<Vec<_>>(),
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        crate::commands::print_json(&v)?;
     } else {
         if !g.quiet {
             println!(

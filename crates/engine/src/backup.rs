@@ -626,6 +626,28 @@ impl Archiver<'_> {
 
     /// Store a blob unless the repository already has it.
     fn store_blob(&mut self, kind: BlobType, data: Vec<u8>) -> Result<BlobId> {
+        let sink = BlobSink {
+            repo: self.repo,
+            pipeline: &mut self.pipeline,
+            pending: &mut self.pending,
+            summary: &mut self.summary,
+        };
+        sink.store(kind, data)
+    }
+}
+
+/// Where new blobs go: deduplicated against the loaded index and the blobs this command has
+/// already queued, then counted and handed to the pipeline (backup and import share it).
+pub(crate) struct BlobSink<'a> {
+    pub repo: &'a Repository,
+    pub pipeline: &'a mut Pipeline,
+    pub pending: &'a mut HashSet<BlobId>,
+    pub summary: &'a mut SnapshotSummary,
+}
+
+impl BlobSink<'_> {
+    /// Store `data` unless the repository already has it; returns its id.
+    pub(crate) fn store(self, kind: BlobType, data: Vec<u8>) -> Result<BlobId> {
         let id = BlobId(self.repo.crypt().id_of(&data));
         if self.repo.index().contains(&id)? || !self.pending.insert(id) {
             return Ok(id);

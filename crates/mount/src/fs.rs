@@ -119,6 +119,15 @@ pub(crate) struct SnapshotFs {
 }
 
 impl SnapshotFs {
+    /// The file opened under handle `fh`, if it is still open.
+    fn open_file(&self, fh: FileHandle) -> Option<Arc<OpenFile>> {
+        self.files
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&fh.0)
+            .cloned()
+    }
+
     pub(crate) fn new(store: Arc<Store>, posix_acl: bool) -> std::io::Result<SnapshotFs> {
         let readahead = Readahead::start(&store)?;
         let table = Table::new(vec![
@@ -597,13 +606,7 @@ impl Filesystem for SnapshotFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let file = self
-            .files
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&fh.0)
-            .cloned();
-        let Some(file) = file else {
+        let Some(file) = self.open_file(fh) else {
             return reply.error(Errno::EBADF);
         };
         match file.read(&self.store, &self.readahead, offset, size) {
@@ -774,13 +777,7 @@ impl Filesystem for SnapshotFs {
         whence: i32,
         reply: ReplyLseek,
     ) {
-        let file = self
-            .files
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&fh.0)
-            .cloned();
-        let Some(file) = file else {
+        let Some(file) = self.open_file(fh) else {
             return reply.error(Errno::EBADF);
         };
         let Ok(off) = u64::try_from(offset) else {

@@ -16,7 +16,7 @@
 //! canonical ones (numbered in tree order), so the tree ids do not depend on the order entries
 //! arrived in.
 
-use crate::backup::pipeline::{Job, Pipeline};
+use crate::backup::pipeline::Pipeline;
 use crate::backup::{BackupWarning, CompressionChoice};
 use crate::{Error, Repository, Result};
 use snapguard_chunker::{Chunker, StreamChunker};
@@ -347,14 +347,13 @@ impl<'r> Ingest<'r> {
 
     /// Store a blob unless the repository already has it.
     fn store_blob(&mut self, kind: BlobType, data: Vec<u8>) -> Result<BlobId> {
-        let id = BlobId(self.repo.crypt().id_of(&data));
-        if self.repo.index().contains(&id)? || !self.pending.insert(id) {
-            return Ok(id);
+        crate::backup::BlobSink {
+            repo: self.repo,
+            pipeline: &mut self.pipeline,
+            pending: &mut self.pending,
+            summary: &mut self.summary,
         }
-        self.summary.bytes_added += data.len() as u64;
-        self.summary.blobs_added += 1;
-        self.pipeline.submit(Job { id, kind, data })?;
-        Ok(id)
+        .store(kind, data)
     }
 
     fn save_tree(&mut self, mut tree: Tree) -> Result<TreeId> {
