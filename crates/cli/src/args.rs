@@ -118,6 +118,13 @@ pub enum Command {
     /// Manage key slots (passwords and key files).
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Local btrfs snapshots of the subvolumes configured in [local.NAME] sections: create,
+    /// list, delete, diff, undo, rollback, cleanup, backup, the apt hook.
+    #[command(subcommand)]
+    Local(crate::local::LocalCommand),
+    /// OverlayFS live mode: try changes on top of a local snapshot, then discard them or
+    /// commit them as a new snapshot (docs/live.md).
+    Live(crate::live::LiveArgs),
 }
 
 #[derive(Args, Debug)]
@@ -158,7 +165,7 @@ fn parse_chunk_kib(s: &str) -> Result<u32, String> {
     }
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct BackupArgs {
     /// Files and directories to back up.
     #[arg(required = true)]
@@ -203,6 +210,23 @@ pub struct BackupArgs {
     /// or a zstd level 1-22. Incompressible chunks are always stored as they are.
     #[arg(long)]
     pub compression: Option<String>,
+    /// Paths on btrfs: read them from a read-only snapshot of their subvolume taken first, so
+    /// the backup is one point in time (auto: when possible, else warn and read the live
+    /// files; require: fail instead; off: read the live files).
+    #[arg(long, value_enum, default_value_t = BtrfsSnapshot::Auto, value_name = "WHEN")]
+    pub btrfs_snapshot: BtrfsSnapshot,
+    /// Do not use btrfs generations to skip unchanged files: compare each one with the parent
+    /// by stat (slower on large trees; for troubleshooting and benchmarks).
+    #[arg(long)]
+    pub no_btrfs_generations: bool,
+}
+
+/// `backup --btrfs-snapshot`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BtrfsSnapshot {
+    Auto,
+    Off,
+    Require,
 }
 
 #[derive(Args, Debug)]

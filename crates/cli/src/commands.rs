@@ -148,6 +148,23 @@ pub fn init(g: &GlobalArgs, a: &InitArgs) -> Result<i32> {
 }
 
 pub fn backup(g: &GlobalArgs, a: &BackupArgs) -> Result<i32> {
+    if let Some((snap, name, number)) = crate::local::keep_for_backup(g, a)? {
+        // The subvolume's `[local.NAME]` keeps backup snapshots: read a numbered one, tagged
+        // like `local backup` tags them.
+        let mut a = a.clone();
+        a.tags.push(format!("local:{name}:{number}"));
+        return backup_reading(g, &a, Some((snap, name, number)));
+    }
+    backup_reading(g, a, None)
+}
+
+/// `backup`; with `local` = (snapshot path, config, number), `local backup`: the one path of
+/// `a` is read from that local-tier snapshot and recorded as it is.
+pub(crate) fn backup_reading(
+    g: &GlobalArgs,
+    a: &BackupArgs,
+    local: Option<(PathBuf, String, u32)>,
+) -> Result<i32> {
     let (mut repo, _lock) = open(g, LockKind::Shared, "backup")?;
     let mut excludes = a.excludes.clone();
     for f in &a.exclude_files {
@@ -181,6 +198,14 @@ pub fn backup(g: &GlobalArgs, a: &BackupArgs) -> Result<i32> {
         progress: None,
         read_limit: crate::config::rate_limiter(a.limit_read, g.settings.limits.read),
         program_version: format!("snapguard {}", env!("CARGO_PKG_VERSION")),
+        btrfs: match a.btrfs_snapshot {
+            BtrfsSnapshot::Auto => snapguard_engine::BtrfsMode::Auto,
+            BtrfsSnapshot::Off => snapguard_engine::BtrfsMode::Off,
+            BtrfsSnapshot::Require => snapguard_engine::BtrfsMode::Require,
+        },
+        read_from: local.as_ref().map(|l| l.0.clone()),
+        local_snapshot: local.map(|l| (l.1, l.2)),
+        no_generations: a.no_btrfs_generations,
     };
     let display = crate::progress::Display::start(g, "backup", "files");
     let opts = BackupOptions {
@@ -206,6 +231,8 @@ pub fn backup(g: &GlobalArgs, a: &BackupArgs) -> Result<i32> {
             "bytes_added": s.bytes_added,
             "bytes_stored": s.bytes_stored,
             "blobs_added": s.blobs_added,
+            "btrfs_snapshots": r.btrfs_snapshots.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+            "unchanged_by_generation": r.unchanged_by_generation,
             "duration_ms": s.duration_ms,
             "errors": r.warnings.iter().filter(|w| w.error).collect::<Vec<_>>(),
             "notes": r.warnings.iter().filter(|w| !w.error).collect::<Vec<_>>(),
@@ -217,6 +244,15 @@ pub fn backup(g: &GlobalArgs, a: &BackupArgs) -> Result<i32> {
                 s.files_new, s.files_changed, s.files_unchanged
             );
             println!("Dirs:      {}   other entries: {}", s.dirs, s.other_entries);
+            for p in &r.btrfs_snapshots {
+                println!("btrfs:     {} read from a read-only snapshot", p.display());
+            }
+            if r.unchanged_by_generation > 0 {
+                println!(
+                    "           {} entries unchanged by btrfs generation (not even stat'ed)",
+                    r.unchanged_by_generation
+                );
+            }
             println!(
                 "Data:      {} read, {} added ({} stored after compression and encryption)",
                 render::size(s.bytes_read),

@@ -6,14 +6,20 @@
 //! rejects an empty path, as for every path option). Errors are usage errors (exit code 2) that name the file and the line.
 //!
 //! Each section is a struct with `deny_unknown_fields`, so that a misspelt key or section is an
-//! error instead of a setting silently ignored. A new section (`[repository]`, `[local.NAME]`) is
-//! a new field of [`Config`] with `#[serde(default)]`, plus a paragraph in `docs/config.md`.
+//! error instead of a setting silently ignored. A new section (`[repository]`) is a new field of
+//! [`Config`] with `#[serde(default)]`, plus a paragraph in `docs/config.md`. Values are checked
+//! while the file is read, so that an error names the line, the section and the key.
 //! Command-line flags always override the file.
+//!
+//! `[local.NAME]` sections configure the local snapshot tier; their keys are
+//! [`snapguard_policy::LocalConfig`], which checks them, and [`Config::local`] finds one by name.
 
 use crate::usage;
 use anyhow::Result;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
+use snapguard_policy::LocalConfig;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -32,6 +38,82 @@ pub struct Config {
     /// `[limits]`: I/O throttling.
     #[serde(default)]
     pub limits: Limits,
+    /// `[local.NAME]`: the subvolumes whose local snapshots SnapGuard manages, by name (names
+    /// checked by [`check_local_name`]).
+    #[serde(default, deserialize_with = "de_local")]
+    pub local: BTreeMap<String, LocalConfig>,
+}
+
+impl Config {
+    /// The `[local.NAME]` section called `name`. The usage error for an unknown name lists the
+    /// configured names and says which file was read.
+    pub fn local(&self, name: &str) -> Result<&LocalConfig> {
+        if let Some(config) = self.local.get(name) {
+            return Ok(config);
+        }
+        if let Err(why) = check_local_name(name) {
+            return Err(usage!("{why}"));
+        }
+        let example = format!(
+            "add a section such as\n  [local.{name}]\n  subvolume = \"/path/to/subvolume\"\n\
+             (the keys are described in docs/config.md)"
+        );
+        let Some(file) = &self.source else {
+            return Err(usage!(
+                "no local configuration {name:?}: no config file was read ({DEFAULT_PATH} does \
+                 not exist); create it, or name one with --config FILE, and {example}"
+            ));
+        };
+        if self.local.is_empty() {
+            return Err(usage!(
+                "no local configuration {name:?}: config file {} has no [local.NAME] section; \
+                 {example}",
+                file.display()
+            ));
+        }
+        let names: Vec<&str> = self.local.keys().map(String::as_str).collect();
+        Err(usage!(
+            "no local configuration {name:?} in config file {}; it configures {}; use one of \
+             those, or {example}",
+            file.display(),
+            names.join(", ")
+        ))
+    }
+}
+
+/// The longest `[local.NAME]` name; names end up in file names and command lines.
+const MAX_LOCAL_NAME: usize = 64;
+
+/// The rule for `[local.NAME]` names: 1 to 64 ASCII letters, digits, `_` and `-`.
+pub fn check_local_name(name: &str) -> Result<(), String> {
+    let valid_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !name.is_empty() && name.len() <= MAX_LOCAL_NAME && valid_chars {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a valid local configuration name: use 1 to {MAX_LOCAL_NAME} letters \
+             (A-Z, a-z), digits, _ and -, such as \"data\" or \"home-alice\""
+        ))
+    }
+}
+
+/// A `[local.NAME]` name, checked while the file is read so that the error points at it.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct LocalName(String);
+
+impl<'de> Deserialize<'de> for LocalName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        check_local_name(&name).map_err(de::Error::custom)?;
+        Ok(LocalName(name))
+    }
+}
+
+fn de_local<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, LocalConfig>, D::Error> {
+    let sections = BTreeMap::<LocalName, LocalConfig>::deserialize(d)?;
+    Ok(sections.into_iter().map(|(k, v)| (k.0, v)).collect())
 }
 
 /// `[limits]`: the defaults of `--limit-read` and `--limit-upload`, in MiB/s.
@@ -149,9 +231,12 @@ fn load_from(explicit: Option<&Path>, default: &Path) -> Result<Config> {
 }
 
 /// Parses the text of a configuration file. The error message starts with ", line N" (when the
-/// position is known), names the problem, quotes the line and says what to do; the caller puts
-/// the file name in front of it.
+/// position is known), names the section and key of a value that is not accepted, names the
+/// problem, quotes the line and says what to do; the caller puts the file name in front of it.
 pub fn parse(text: &str) -> Result<Config, String> {
+    // TOML syntax first, so that only errors in well-formed files are given a section and key
+    // (in a malformed file the lines around the error cannot be trusted to be what they seem).
+    let well_formed = toml::from_str::<toml::Table>(text).is_ok();
     toml::from_str::<Config>(text).map_err(|e| {
         let message = e.message().trim();
         let advice = "correct it (the settings are described in docs/config.md), or choose \
@@ -161,10 +246,96 @@ pub fn parse(text: &str) -> Result<Config, String> {
                 let start = span.start.min(text.len());
                 let line_no = text[..start].matches('\n').count() + 1;
                 let line = text.lines().nth(line_no - 1).unwrap_or("").trim_end();
-                format!(", line {line_no}: {message}\n  {line_no} | {line}\n{advice}")
+                let place = if well_formed {
+                    location(text, line_no - 1)
+                } else {
+                    String::new()
+                };
+                let place = if place.is_empty() {
+                    place
+                } else {
+                    format!("{place}: ")
+                };
+                format!(", line {line_no}: {place}{message}\n  {line_no} | {line}\n{advice}")
             }
             None => format!(": {message}\n{advice}"),
         }
+    })
+}
+
+/// Where the line with index `line` of a well-formed TOML file is: `[section] key`, `[section]`
+/// for a table header, or a dotted key outside any table (`local.data.subvolume`). The key of
+/// a line inside a multi-line array is the key that opened the array.
+fn location(text: &str, line: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let Some(here) = lines.get(line) else {
+        return String::new();
+    };
+    if let Some(header) = table_header(here) {
+        return header;
+    }
+    let mut key = None;
+    for earlier in lines[..=line].iter().rev() {
+        if let Some(header) = table_header(earlier) {
+            return match key {
+                Some(key) => format!("{header} {key}"),
+                None => header,
+            };
+        }
+        if key.is_none() {
+            key = key_of(earlier);
+        }
+    }
+    key.unwrap_or_default()
+}
+
+/// `[a.b]` or `[[a.b]]` (comment removed) if the line is a table header.
+fn table_header(line: &str) -> Option<String> {
+    let code = strip_comment(line).trim();
+    (code.starts_with('[') && code.ends_with(']')).then(|| code.to_owned())
+}
+
+/// The key of a `key = value` line: the text before the first `=` outside quotes.
+fn key_of(line: &str) -> Option<String> {
+    let code = strip_comment(line);
+    let eq = unquoted(code).find(|&(_, c)| c == '=')?.0;
+    let key = code[..eq].trim();
+    (!key.is_empty()).then(|| key.to_owned())
+}
+
+/// The line without a `#` comment (a `#` inside a string is not one).
+fn strip_comment(line: &str) -> &str {
+    match unquoted(line).find(|&(_, c)| c == '#') {
+        Some((at, _)) => &line[..at],
+        None => line,
+    }
+}
+
+/// The characters of a line of TOML that are outside basic ("…", with `\` escapes) and literal
+/// ('…') strings, with their byte offsets.
+fn unquoted(line: &str) -> impl Iterator<Item = (usize, char)> + '_ {
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    line.char_indices().filter(move |&(_, c)| match quote {
+        Some('"') if escaped => {
+            escaped = false;
+            false
+        }
+        Some('"') if c == '\\' => {
+            escaped = true;
+            false
+        }
+        Some(q) => {
+            if c == q {
+                quote = None;
+            }
+            false
+        }
+        None if c == '"' || c == '\'' => {
+            quote = Some(c);
+            false
+        }
+        None => true,
     })
 }
 
@@ -198,7 +369,10 @@ mod tests {
     #[test]
     fn unknown_key_is_rejected_with_its_line() {
         let e = err("[limits]\nread = 5\nuplaod = 20\n");
-        assert!(e.starts_with(", line 3: "), "{e}");
+        assert!(
+            e.starts_with(", line 3: [limits] uplaod: unknown field"),
+            "{e}"
+        );
         assert!(e.contains("uplaod"), "{e}");
         assert!(e.contains("upload"), "names the known keys: {e}");
         assert!(e.contains("3 | uplaod = 20"), "quotes the line: {e}");
@@ -250,6 +424,221 @@ mod tests {
         assert_eq!(effective_rate(None, None), None);
         assert!(rate_limiter(None, None).is_none());
         assert!(rate_limiter(Some(1.0), c.limits.upload).is_some());
+    }
+
+    /// The minimal form from issue 6.
+    #[test]
+    fn parses_the_minimal_local_section() {
+        let c = parse(
+            r#"
+[local.data]                      # CONFIG name "data"
+subvolume = "/mnt/pool/data"      # snapshots default to <subvolume>/.snapshots
+[local.data.retention]
+hourly = 10
+daily = 7
+"#,
+        )
+        .expect("the issue's example");
+        let data = c.local("data").expect("configured");
+        assert_eq!(data.subvolume, Path::new("/mnt/pool/data"));
+        assert_eq!(data.snapshot_dir(), Path::new("/mnt/pool/data/.snapshots"));
+        assert_eq!(data.retention.hourly.max(), 10);
+        assert_eq!(data.retention.daily.max(), 7);
+        // The rest are Snapper's defaults.
+        assert_eq!(data.retention.monthly.max(), 10);
+        assert_eq!(data.retention.number_limit.max(), 50);
+        assert_eq!(data.retention.min_age, 1800);
+        assert_eq!(c.limits, Limits::default());
+    }
+
+    #[test]
+    fn several_local_sections_and_limits() {
+        let c = parse(
+            "[limits]\nread = 5\n\n[local.root]\nsubvolume = \"/\"\n\
+             snapshot_dir = \"/.snapshots\"\n\n[local.home-alice_2]\nsubvolume = \"/home/alice\"\n\
+             allow_users = [\"alice\"]\n[local.home-alice_2.retention]\nnumber_limit = \"2-10\"\n\
+             min_age = \"1h\"\nfree_limit = 0.1\n",
+        )
+        .expect("valid");
+        assert_eq!(c.limits.read, Some(5.0));
+        let names: Vec<&String> = c.local.keys().collect();
+        assert_eq!(names, ["home-alice_2", "root"]);
+        assert_eq!(c.local["root"].snapshot_dir(), Path::new("/.snapshots"));
+        let home = &c.local["home-alice_2"];
+        assert_eq!(home.allow_users, ["alice"]);
+        assert_eq!(
+            (
+                home.retention.number_limit.min(),
+                home.retention.number_limit.max()
+            ),
+            (2, 10)
+        );
+        assert_eq!(home.retention.min_age, 3600);
+        assert_eq!(home.retention.free_limit, 0.1);
+    }
+
+    /// Every error in a `[local.NAME]` section gives the line, the section and the key.
+    #[test]
+    fn local_errors_name_line_section_and_key() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "[local.data]\nsubvolume = \"mnt/data\"\n",
+                ", line 2: [local.data] subvolume: \"mnt/data\" is not an absolute path",
+            ),
+            (
+                "[local.data]\nsubvolume = \"/d\"\nsnapshot_dir = \"/d/../e\" # moved\n",
+                ", line 3: [local.data] snapshot_dir: /d/../e contains \"..\"",
+            ),
+            (
+                "[local.data]\nsubvolume = \"/d\"\n[local.data.retention]\nhourly = 10\ndaily = -7\n",
+                ", line 5: [local.data.retention] daily: -7 is negative",
+            ),
+            (
+                "[local.data]\nsubvolume = \"/d\"\n\n[local.data.retention]\nnumber_limit = \"10-2\"\n",
+                ", line 5: [local.data.retention] number_limit: the range \"10-2\" is backwards",
+            ),
+            (
+                "[local.data]\nsubvolume = \"/d\"\n[local.data.retention]\nmin_age = \"30m\"\n",
+                ", line 4: [local.data.retention] min_age: \"30m\" would be read as months",
+            ),
+            (
+                "[local.data]\nsubvolume = \"/d\"\n[local.data.retention]\nfree_limit = 20\n",
+                ", line 4: [local.data.retention] free_limit: 20 is out of range; give the \
+                 fraction of the filesystem that must stay free",
+            ),
+            (
+                "[local.data]\nsubvolume = \"/d\"\n[local.data.retention]\nhourli = 3\n",
+                ", line 4: [local.data.retention] hourli: unknown field `hourli`, expected one of",
+            ),
+            (
+                "[local.data]\nsubvolume = \"/d\"\nretention = 5\n",
+                ", line 3: [local.data] retention: invalid type: integer `5`",
+            ),
+            (
+                "[local.\"my data\"]\nsubvolume = \"/d\"\n",
+                ", line 1: [local.\"my data\"]: \"my data\" is not a valid local configuration name",
+            ),
+            (
+                "[limits]\nread = 1\n[local.data]\n",
+                ", line 3: [local.data]: missing field `subvolume`",
+            ),
+            (
+                "local.data.subvolume = \"x\"\n",
+                ", line 1: local.data.subvolume: \"x\" is not an absolute path",
+            ),
+            (
+                "[local.data]\nsubvolume = \"/d\"\nallow_users = [\n  \"alice\",\n  5,\n]\n",
+                ", line 5: [local.data] allow_users: invalid type: integer `5`",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = err(text);
+            assert!(e.starts_with(want), "{text:?}:\n{e}\nwanted: {want}");
+            assert!(e.contains("docs/config.md"), "{e}");
+        }
+        // Checks across keys point at the section.
+        let e = err("[local.data]\nsubvolume = \"/d\"\nsnapshot_dir = \"/d/\"\n");
+        assert!(e.contains("[local.data]"), "{e}");
+        assert!(
+            e.contains("invalid snapshot_dir: /d is the subvolume itself"),
+            "{e}"
+        );
+        let e = err("[local.data]\nsubvolume = \"/d\"\nallow_users = [\"\"]\n");
+        assert!(
+            e.contains("invalid allow_users: a user name is empty"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn local_names() {
+        for good in ["data", "home-alice", "a_b", "X9", &"n".repeat(64)] {
+            assert_eq!(check_local_name(good), Ok(()), "{good}");
+        }
+        for bad in ["", "my data", "a.b", "ünï", "a/b", &"n".repeat(65)] {
+            let e = check_local_name(bad).expect_err(bad);
+            assert!(e.contains("letters (A-Z, a-z), digits, _ and -"), "{e}");
+        }
+    }
+
+    #[test]
+    fn unknown_local_name_lists_the_configured_ones() {
+        let mut c =
+            parse("[local.data]\nsubvolume = \"/d\"\n[local.home]\nsubvolume = \"/home\"\n")
+                .expect("valid");
+        c.source = Some(PathBuf::from("/etc/sg.toml"));
+        assert_eq!(
+            c.local("home").expect("known").subvolume,
+            Path::new("/home")
+        );
+        let e = c.local("root").expect_err("unknown");
+        assert_eq!(crate::exit_code(&e), crate::exit::USAGE);
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with(
+                "no local configuration \"root\" in config file /etc/sg.toml; it configures \
+                 data, home; "
+            ),
+            "{msg}"
+        );
+        assert!(msg.contains("[local.root]\n  subvolume = "), "{msg}");
+
+        let e = c.local("no way").expect_err("invalid name").to_string();
+        assert!(
+            e.contains("\"no way\" is not a valid local configuration name"),
+            "{e}"
+        );
+
+        let mut empty = Config {
+            source: Some(PathBuf::from("/dev/null")),
+            ..Config::default()
+        };
+        let e = empty
+            .local("data")
+            .expect_err("none configured")
+            .to_string();
+        assert!(
+            e.contains("config file /dev/null has no [local.NAME] section"),
+            "{e}"
+        );
+        empty.source = None;
+        let e = empty.local("data").expect_err("no file").to_string();
+        assert!(e.contains("no config file was read"), "{e}");
+        assert!(e.contains(DEFAULT_PATH), "{e}");
+    }
+
+    #[test]
+    fn locations_in_the_file() {
+        let text = "# top\nx.y = 1\n[a] # c\n\"k=v\" = 'p#q' # x\n[[b.c]]\nz = [\n 1,\n]\n";
+        assert_eq!(location(text, 1), "x.y");
+        assert_eq!(location(text, 2), "[a]");
+        assert_eq!(location(text, 3), "[a] \"k=v\"");
+        assert_eq!(location(text, 4), "[[b.c]]");
+        assert_eq!(location(text, 6), "[[b.c]] z");
+        assert_eq!(location(text, 99), "");
+        assert_eq!(strip_comment("a = \"x\\\"#\" # c"), "a = \"x\\\"#\" ");
+    }
+
+    #[test]
+    fn local_file_errors_name_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("sg.toml");
+        std::fs::write(
+            &file,
+            "[local.data]\nsubvolume = \"/d\"\n[local.data.retention]\nspace_limit = 1.5\n",
+        )
+        .expect("write");
+        let e = load_from(Some(&file), Path::new("/nonexistent")).expect_err("invalid");
+        assert_eq!(crate::exit_code(&e), crate::exit::USAGE);
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with(&format!(
+                "config file {}, line 4: [local.data.retention] space_limit: 1.5 is out of range",
+                file.display()
+            )),
+            "{msg}"
+        );
+        assert!(msg.contains("4 | space_limit = 1.5"), "{msg}");
     }
 
     #[test]

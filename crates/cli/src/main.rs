@@ -7,6 +7,8 @@ mod config;
 mod history;
 mod import_restic;
 mod keys;
+mod live;
+mod local;
 mod maintenance;
 mod mount;
 mod progress;
@@ -14,6 +16,7 @@ mod render;
 mod restore;
 mod retention;
 mod secrets;
+mod send;
 mod transfer;
 
 use args::{Cli, Command};
@@ -64,6 +67,9 @@ fn exit_code(err: &anyhow::Error) -> i32 {
                 .is_some()
         {
             return exit::USAGE;
+        }
+        if let Some(e) = cause.downcast_ref::<snapguard_local::Error>() {
+            return local::exit_code(e);
         }
         if let Some(e) = cause.downcast_ref::<snapguard_restic::Error>() {
             return import_restic::exit_code(e);
@@ -185,5 +191,7 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
         Command::Prune(a) => maintenance::prune(g, a),
         Command::Unlock(a) => commands::unlock(g, a),
         Command::Key(k) => keys::run(g, k),
+        Command::Local(c) => local::run(g, c),
+        Command::Live(a) => live::run(g, a),
     }
 }

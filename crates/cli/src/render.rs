@@ -167,7 +167,29 @@ pub fn snapshot_json(id: &SnapshotId, s: &SnapshotFile) -> Value {
         "excludes": s.excludes,
         "program_version": s.program_version,
         "summary": s.summary,
+        "source": s.source.as_ref().map(source_json),
     })
+}
+
+/// How a snapshot's files were captured (btrfs snapshots read), UUIDs as text.
+fn source_json(src: &snapguard_format::SnapshotSource) -> Value {
+    let uuid = |b: &[u8; 16]| snapguard_btrfs::Uuid(*b).to_string();
+    let btrfs: Vec<Value> = src
+        .btrfs
+        .iter()
+        .map(|o| {
+            json!({
+                "subvolume": lossy(&o.subvolume),
+                "subvolume_uuid": uuid(&o.subvolume_uuid),
+                "filesystem_uuid": uuid(&o.fsid),
+                "snapshot_uuid": uuid(&o.snapshot_uuid),
+                "generation": o.generation,
+                "nested": o.nested.iter().map(|n| lossy(n)).collect::<Vec<_>>(),
+                "local_snapshot": o.local.as_ref().map(|(c, n)| json!({"config": c, "number": n})),
+            })
+        })
+        .collect();
+    json!({ "btrfs": btrfs })
 }
 
 /// One blob of a pack header or index entry, ids in hex.

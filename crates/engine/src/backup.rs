@@ -8,6 +8,10 @@
 //! With a parent snapshot, files whose size, mtime, ctime, inode and device are unchanged reuse
 //! the parent's content without being read.
 //!
+//! Paths in btrfs subvolumes are read from read-only snapshots taken first (see [`btrfs`]), so
+//! that the snapshot is one point in time, and the parent's unchanged entries are found from
+//! btrfs generations without `stat`.
+//!
 //! Commit order: packs, then the index file listing them, then the snapshot.
 
 use crate::filter::PathFilter;
@@ -26,6 +30,7 @@ use std::path::{Component, Path, PathBuf};
 use std::time::Instant;
 
 // Also used by `import::ingest`, which feeds the same pipeline from an archive.
+mod btrfs;
 pub(crate) mod pipeline;
 mod scan;
 mod walk;
@@ -61,6 +66,28 @@ pub struct BackupOptions {
     /// Limit on reading source files (`--limit-read`).
     pub read_limit: Option<std::sync::Arc<snapguard_backend::RateLimiter>>,
     pub program_version: String,
+    /// Whether to read btrfs subvolumes through read-only snapshots taken first.
+    pub btrfs: BtrfsMode,
+    /// Read the one path in `paths` from this directory instead (a read-only snapshot of it,
+    /// such as a local-tier snapshot); `paths[0]` is what is recorded.
+    pub read_from: Option<PathBuf>,
+    /// With `read_from`: the local-tier config and snapshot number, to record.
+    pub local_snapshot: Option<(String, u32)>,
+    /// Compare every entry with `stat` even where btrfs generations show it unchanged.
+    pub no_generations: bool,
+}
+
+/// Whether a backup reads btrfs subvolumes through read-only snapshots.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BtrfsMode {
+    /// Snapshot each subvolume holding a backed-up path; if that fails (not root, no space),
+    /// warn and read the live files.
+    #[default]
+    Auto,
+    /// Read the live files.
+    Off,
+    /// Snapshot, or fail: every path must be on btrfs and the snapshots must succeed.
+    Require,
 }
 
 /// How to compress new blobs.
@@ -89,6 +116,11 @@ pub struct BackupResult {
     pub parent: Option<SnapshotId>,
     pub summary: SnapshotSummary,
     pub warnings: Vec<BackupWarning>,
+    /// Entries taken from the parent without `stat` because btrfs generations show them
+    /// unchanged (a directory counts once, for its whole subtree).
+    pub unchanged_by_generation: u64,
+    /// The btrfs subvolumes read through read-only snapshots.
+    pub btrfs_snapshots: Vec<PathBuf>,
 }
 
 /// Make `p` absolute and lexically normal (no `.`/`..`), without resolving symlinks.
@@ -126,6 +158,11 @@ struct Archiver<'r> {
     summary: SnapshotSummary,
     warnings: Vec<BackupWarning>,
     buf: Vec<u8>,
+    sources: btrfs::Sources,
+    /// Depth of nested btrfs subvolumes being read (change detection by generation covers only
+    /// the outermost subvolume).
+    in_nested: u32,
+    unchanged_by_generation: u64,
 }
 
 /// Run a backup.
@@ -161,6 +198,17 @@ pub fn backup(repo: &mut Repository, opts: &BackupOptions) -> Result<BackupResul
         Some((_, s)) => Some(repo.read_tree(&s.tree)?),
         None => None,
     };
+    let walk_key = walk_key(opts);
+    let mut sources = btrfs::Sources::prepare(
+        &paths,
+        opts.btrfs,
+        opts.read_from.as_deref(),
+        opts.local_snapshot.clone(),
+        walk_key,
+    )?;
+    if let (Some((_, p)), false, false) = (&parent, opts.force, opts.no_generations) {
+        sources.enable_generations(p);
+    }
     let pipeline = start_pipeline(repo, opts.compression, opts.threads, opts.dry_run);
     let mut a = Archiver {
         repo,
@@ -174,6 +222,9 @@ pub fn backup(repo: &mut Repository, opts: &BackupOptions) -> Result<BackupResul
         summary: SnapshotSummary::default(),
         warnings: Vec::new(),
         buf: vec![0u8; READ_BUF],
+        sources,
+        in_nested: 0,
+        unchanged_by_generation: 0,
     };
     let _scanner = opts.progress.as_ref().map(|p| {
         scan::Scanner::start(
@@ -185,6 +236,17 @@ pub fn backup(repo: &mut Repository, opts: &BackupOptions) -> Result<BackupResul
     });
     let root = walk::VirtualDir::from_paths(&paths);
     let tree = a.save_virtual(&root, Path::new("/"), parent_tree.as_ref())?;
+    for (path, message, error) in std::mem::take(&mut a.sources.notes) {
+        a.warn(&path, message, error);
+    }
+    let origins = a.sources.records();
+    let unchanged_by_generation = a.unchanged_by_generation;
+    let btrfs_snapshots: Vec<PathBuf> = a
+        .sources
+        .origins
+        .iter()
+        .map(|o| o.live_root.clone())
+        .collect();
     // Packs, then the index files listing them, are durable once the pipeline finishes; only
     // then is the snapshot written.
     let Archiver {
@@ -192,8 +254,11 @@ pub fn backup(repo: &mut Repository, opts: &BackupOptions) -> Result<BackupResul
         pipeline,
         mut summary,
         warnings,
+        sources,
         ..
     } = a;
+    // The snapshots read are no longer needed.
+    drop(sources);
     let packed = pipeline.finish()?;
     summary.bytes_stored = packed.bytes_stored;
     if !opts.dry_run {
@@ -219,6 +284,8 @@ pub fn backup(repo: &mut Repository, opts: &BackupOptions) -> Result<BackupResul
         excludes: opts.excludes.clone(),
         program_version: opts.program_version.clone(),
         summary: Some(a.summary.clone()),
+        source: (!origins.is_empty())
+            .then_some(snapguard_format::SnapshotSource { btrfs: origins }),
     };
     let snapshot_id = if opts.dry_run {
         None
@@ -230,10 +297,26 @@ pub fn backup(repo: &mut Repository, opts: &BackupOptions) -> Result<BackupResul
         parent: parent.map(|(id, _)| id),
         summary: a.summary,
         warnings: a.warnings,
+        unchanged_by_generation,
+        btrfs_snapshots,
     })
 }
 
-/// The latest snapshot of the same host with the same paths.
+/// A digest of the options that decide which entries a walk includes: a backup may reuse a
+/// parent's unchanged subtrees by btrfs generation only if they are equal.
+fn walk_key(opts: &BackupOptions) -> [u8; 32] {
+    let mut h = blake3::Hasher::new_derive_key("snapguard 2026 backup walk key");
+    for e in &opts.excludes {
+        h.update(&(e.len() as u64).to_le_bytes());
+        h.update(e.as_bytes());
+    }
+    h.update(&[
+        u8::from(opts.exclude_caches),
+        u8::from(opts.one_file_system),
+    ]);
+    *h.finalize().as_bytes()
+}
+
 /// The repository's content-defined chunker (its parameters and secret gear table).
 pub(crate) fn repo_chunker(repo: &Repository) -> Result<Chunker> {
     let cfg = repo.config();
@@ -305,19 +388,21 @@ impl Archiver<'_> {
         parent: Option<&Tree>,
     ) -> Result<TreeId> {
         if dir.is_target {
-            let st = fsmeta::lstat(path).map_err(|e| Error::io(path, e))?;
-            return self.save_dir(path, st.dev, parent);
+            let read = self.sources.read_path(path);
+            let st = fsmeta::lstat(&read).map_err(|e| Error::io(path, e))?;
+            return self.save_dir(&read, path, st.dev, parent);
         }
         let mut tree = Tree::default();
         for (name, child) in &dir.children {
             let child_path = path.join(std::ffi::OsStr::from_bytes(name));
             let parent_node = parent.and_then(|t| t.find(name));
             let node = if child.is_target {
-                let dev = match fsmeta::lstat(&child_path) {
+                let read = self.sources.read_path(&child_path);
+                let dev = match fsmeta::lstat(&read) {
                     Ok(st) => st.dev,
                     Err(e) => return Err(Error::io(&child_path, e)),
                 };
-                self.save_entry(&child_path, name, dev, parent_node)?
+                self.save_entry(&read, &child_path, name, dev, parent_node)?
             } else {
                 let st = fsmeta::lstat(&child_path).map_err(|e| Error::io(&child_path, e))?;
                 let mut node = self.dir_node(&child_path, name, &st);
@@ -349,33 +434,79 @@ impl Archiver<'_> {
         node
     }
 
-    /// Save one directory's entries; returns its tree id.
-    fn save_dir(&mut self, path: &Path, dev: u64, parent: Option<&Tree>) -> Result<TreeId> {
-        let mut names = match fsmeta::read_dir_names(path, true) {
+    /// Save one directory's entries (read at `read`, recorded as `path`); returns its tree id.
+    fn save_dir(
+        &mut self,
+        read: &Path,
+        path: &Path,
+        dev: u64,
+        parent: Option<&Tree>,
+    ) -> Result<TreeId> {
+        let mut entries = match fsmeta::read_dir_entries(read, true) {
             Ok(n) => n,
             Err(e) => {
                 self.warn(path, format!("cannot list directory: {e}"), true);
                 Vec::new()
             }
         };
-        names.sort();
-        if self.opts.exclude_caches && is_cache_dir(path) {
-            names.retain(|n| n == b"CACHEDIR.TAG");
+        entries.sort();
+        if self.opts.exclude_caches && is_cache_dir(read) {
+            entries.retain(|(n, _)| n == b"CACHEDIR.TAG");
         }
         let mut tree = Tree::default();
-        for name in names {
-            let child = path.join(std::ffi::OsStr::from_bytes(&name));
+        for (name, ino) in entries {
+            let os_name = std::ffi::OsStr::from_bytes(&name);
+            let child = path.join(os_name);
             let parent_node = parent.and_then(|t| t.find(&name));
-            if let Some(node) = self.save_entry(&child, &name, dev, parent_node)? {
+            if let Some(node) = self.unchanged_by_generation(&child, ino, parent_node) {
+                tree.nodes.push(node);
+                continue;
+            }
+            if let Some(node) =
+                self.save_entry(&read.join(os_name), &child, &name, dev, parent_node)?
+            {
                 tree.nodes.push(node);
             }
         }
         self.save_tree(tree)
     }
 
-    /// Save one entry of any kind. Returns None if it was excluded or skipped.
+    /// The parent's node for `path` if btrfs generations prove it unchanged: its inode was not
+    /// written since the parent's snapshot and, for a directory, nothing below it was either.
+    fn unchanged_by_generation(
+        &mut self,
+        path: &Path,
+        ino: u64,
+        parent: Option<&Node>,
+    ) -> Option<Node> {
+        let p = parent?;
+        if self.in_nested > 0 || p.inode != ino || btrfs::is_placeholder(ino) {
+            return None;
+        }
+        let (changed, rel) = self.sources.generations_for(path)?;
+        if changed.is_changed(ino) || (p.kind == NodeKind::Dir && changed.is_dirty(rel)) {
+            return None;
+        }
+        match p.kind {
+            NodeKind::Dir => self.summary.dirs += 1,
+            NodeKind::File => {
+                self.summary.files_unchanged += 1;
+                if let Some(progress) = &self.opts.progress {
+                    progress.add_files(1);
+                    progress.add_bytes(p.size);
+                }
+            }
+            _ => self.summary.other_entries += 1,
+        }
+        self.unchanged_by_generation += 1;
+        Some(p.clone())
+    }
+
+    /// Save one entry of any kind, read at `read` and recorded as `path`. Returns None if it was
+    /// excluded or skipped.
     fn save_entry(
         &mut self,
+        read: &Path,
         path: &Path,
         name: &[u8],
         dev: u64,
@@ -384,13 +515,70 @@ impl Archiver<'_> {
         if self.excludes.matches(path.as_os_str().as_bytes(), name) {
             return Ok(None);
         }
-        let st = match fsmeta::lstat(path) {
+        let mut st = match fsmeta::lstat(read) {
             Ok(st) => st,
             Err(e) => {
                 self.warn(path, format!("cannot stat: {e}"), true);
                 return Ok(None);
             }
         };
+        if name.starts_with(btrfs::TEMP_PREFIX) && st.kind == Some(NodeKind::Dir) {
+            // Another backup's snapshot of this subvolume.
+            if btrfs::is_placeholder(st.ino) || st.ino == snapguard_btrfs::SUBVOLUME_ROOT_INO {
+                return Ok(None);
+            }
+        }
+        // A nested subvolume inside a snapshot: read a snapshot of its own instead.
+        let mut read = std::borrow::Cow::Borrowed(read);
+        let mut nested = false;
+        let mut mount_point = false;
+        if btrfs::is_placeholder(st.ino)
+            && st.kind == Some(NodeKind::Dir)
+            && !self.opts.one_file_system
+            && read.as_ref() != path
+        {
+            if let Some(snap) = self.sources.nested(path)? {
+                st = fsmeta::lstat(&snap).map_err(|e| Error::io(&snap, e))?;
+                read = std::borrow::Cow::Owned(snap);
+                nested = true;
+            }
+        } else if st.kind == Some(NodeKind::Dir)
+            && read.as_ref() != path
+            && self.sources.is_mount_point(path)
+        {
+            // Something is mounted here in the live tree; the snapshot shows the directory
+            // below it. As in a live walk, `--one-file-system` keeps the directory empty;
+            // otherwise a btrfs subvolume is read through a snapshot of its own and anything
+            // else live.
+            let live = fsmeta::lstat(path).map_err(|e| Error::io(path, e))?;
+            if self.opts.one_file_system {
+                mount_point = true;
+            } else if snapguard_btrfs::is_subvolume(path).unwrap_or(false) {
+                match self.sources.nested(path)? {
+                    Some(snap) => {
+                        st = fsmeta::lstat(&snap).map_err(|e| Error::io(&snap, e))?;
+                        read = std::borrow::Cow::Owned(snap);
+                        nested = true;
+                    }
+                    // A read-only subvolume (a snapshot) mounted here: not descended into.
+                    None => mount_point = true,
+                }
+            } else if live.kind == Some(NodeKind::Dir) {
+                self.sources.note(
+                    path,
+                    "a mount point: read live, not from the btrfs snapshot".into(),
+                );
+                st = live;
+                read = std::borrow::Cow::Borrowed(path);
+                nested = true;
+            }
+        }
+        let read = read.as_ref();
+        if let Some((secs, nanos)) = self.sources.root_atime(read) {
+            st.atime = Timestamp { secs, nanos };
+        }
+        let raw_dev = st.dev;
+        st.dev = self.sources.record_dev(st.dev);
         let Some(kind) = st.kind else {
             if st.is_socket {
                 self.warn(path, "socket skipped (sockets cannot be backed up)", false);
@@ -401,25 +589,28 @@ impl Archiver<'_> {
         };
         let mut node = Node::new(name.to_vec(), kind);
         fsmeta::fill_node(&mut node, &st, &mut self.names);
-        match fsmeta::read_xattrs(path) {
+        match fsmeta::read_xattrs(read) {
             Ok(x) => node.xattrs = x,
             Err(e) => self.warn(path, format!("cannot read extended attributes: {e}"), true),
         }
         match kind {
             NodeKind::Dir => {
                 self.summary.dirs += 1;
-                if self.opts.one_file_system && st.dev != dev {
+                if mount_point || (self.opts.one_file_system && raw_dev != dev) {
                     // A mount point: keep the directory itself, not what is mounted on it.
                     node.subtree = Some(self.save_tree(Tree::default())?);
                 } else {
                     let parent_sub =
                         self.parent_subtree(parent.filter(|p| p.kind == NodeKind::Dir))?;
-                    node.subtree = Some(self.save_dir(path, dev, parent_sub.as_ref())?);
+                    self.in_nested += u32::from(nested);
+                    let saved = self.save_dir(read, path, dev, parent_sub.as_ref());
+                    self.in_nested -= u32::from(nested);
+                    node.subtree = Some(saved?);
                 }
             }
             NodeKind::Symlink => {
                 self.summary.other_entries += 1;
-                match std::fs::read_link(path) {
+                match std::fs::read_link(read) {
                     Ok(t) => node.link_target = t.as_os_str().as_bytes().to_vec(),
                     Err(e) => {
                         self.warn(path, format!("cannot read symlink: {e}"), true);
@@ -453,8 +644,9 @@ impl Archiver<'_> {
                     } else {
                         self.summary.files_new += 1;
                     }
-                    match self.save_file(path, &st) {
-                        Ok((content, final_st, flags)) => {
+                    match self.save_file(read, path, &st) {
+                        Ok((content, mut final_st, flags)) => {
+                            final_st.dev = self.sources.record_dev(final_st.dev);
                             fsmeta::fill_node(&mut node, &final_st, &mut self.names);
                             node.size = content.iter().map(ContentPart::len).sum();
                             node.content = content;
@@ -483,6 +675,7 @@ impl Archiver<'_> {
     /// Read a regular file and store its chunks.
     fn save_file(
         &mut self,
+        read: &Path,
         path: &Path,
         st: &StatInfo,
     ) -> std::result::Result<(Vec<ContentPart>, StatInfo, u32), FileError> {
@@ -493,7 +686,7 @@ impl Archiver<'_> {
                 }
             }
         }
-        let file = open_noatime(path).map_err(FileError::Source)?;
+        let file = open_noatime(read).map_err(FileError::Source)?;
         let mut flags = 0;
         let mut result = None;
         for attempt in 0..MAX_READ_ATTEMPTS {
@@ -529,7 +722,7 @@ impl Archiver<'_> {
         };
         if after.nlink > 1 {
             self.hardlinks.insert(
-                (after.dev, after.ino),
+                (st.dev, after.ino),
                 (after.mtime, after.size, content.clone()),
             );
         }

@@ -14,9 +14,10 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-/// The subset of `struct stat` we keep.
+/// The subset of `struct stat` we keep. `kind` is `None` for sockets (`is_socket`) and unknown
+/// types; `mode` is the permission bits only (`st_mode & 0o7777`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct StatInfo {
+pub struct StatInfo {
     pub kind: Option<NodeKind>,
     pub is_socket: bool,
     pub mode: u32,
@@ -33,7 +34,8 @@ pub(crate) struct StatInfo {
     pub rdev: u64,
 }
 
-pub(crate) fn stat_info(st: &rustix::fs::Stat) -> StatInfo {
+/// Convert a `struct stat` (from `lstat`, `fstat` or `statat`).
+pub fn stat_info(st: &rustix::fs::Stat) -> StatInfo {
     let fmt = st.st_mode & 0o170000;
     let kind = match fmt {
         0o100000 => Some(NodeKind::File),
@@ -72,12 +74,14 @@ pub(crate) fn stat_info(st: &rustix::fs::Stat) -> StatInfo {
     }
 }
 
-pub(crate) fn lstat(path: &Path) -> std::io::Result<StatInfo> {
+/// `lstat(path)`: never follows a symlink in the last component.
+pub fn lstat(path: &Path) -> std::io::Result<StatInfo> {
     Ok(stat_info(&rustix::fs::lstat(path)?))
 }
 
-/// Read all extended attributes of `path` (not following symlinks), sorted by name.
-pub(crate) fn read_xattrs(path: &Path) -> std::io::Result<Vec<Xattr>> {
+/// Read all extended attributes of `path` (not following symlinks), sorted by name. A
+/// filesystem without xattr support gives an empty list.
+pub fn read_xattrs(path: &Path) -> std::io::Result<Vec<Xattr>> {
     let mut names = vec![0u8; 1024];
     let len = loop {
         match rustix::fs::llistxattr(path, &mut names[..]) {
@@ -173,7 +177,10 @@ pub(crate) fn fill_node(node: &mut Node, st: &StatInfo, names: &mut NameCache) {
 
 /// Apply owner, xattrs, mode and times of `node` to `path`. Returns human-readable warnings for
 /// what could not be applied.
-pub(crate) fn apply_metadata(path: &Path, node: &Node) -> Vec<String> {
+///
+/// Uses `node.kind` (no chmod for symlinks), `uid`, `gid`, `mode`, `xattrs` (attributes of
+/// `path` not in the list are removed), `atime` and `mtime`; the other fields are ignored.
+pub fn apply_metadata(path: &Path, node: &Node) -> Vec<String> {
     let mut warnings = Vec::new();
     // Owners. Non-root users may only "chown" to their own groups; try whenever the ids differ
     // from what the new file has, and report a failure.
@@ -240,7 +247,7 @@ pub(crate) fn apply_metadata(path: &Path, node: &Node) -> Vec<String> {
 }
 
 /// Set atime and mtime with nanoseconds (not following symlinks).
-pub(crate) fn set_times(path: &Path, node: &Node) -> std::io::Result<()> {
+pub fn set_times(path: &Path, node: &Node) -> std::io::Result<()> {
     let ts = |t: Timestamp| rustix::fs::Timespec {
         tv_sec: t.secs,
         tv_nsec: i64::from(t.nanos),
@@ -253,8 +260,9 @@ pub(crate) fn set_times(path: &Path, node: &Node) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Create a FIFO or device node.
-pub(crate) fn make_special(path: &Path, node: &Node) -> std::io::Result<()> {
+/// Create a FIFO or device node (mode 0600; `node.kind` and `node.rdev` are used), for
+/// [`apply_metadata`] to finish.
+pub fn make_special(path: &Path, node: &Node) -> std::io::Result<()> {
     let ft = match node.kind {
         NodeKind::Fifo => rustix::fs::FileType::Fifo,
         NodeKind::CharDevice => rustix::fs::FileType::CharacterDevice,
@@ -271,13 +279,34 @@ pub(crate) fn make_special(path: &Path, node: &Node) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The entries of a directory with their inode numbers (from `readdir`, without `stat`), except
+/// `.` and `..`. Opened with `O_NOATIME` where allowed (else, if `allow_atime_update`, without).
+pub(crate) fn read_dir_entries(
+    path: &Path,
+    allow_atime_update: bool,
+) -> std::io::Result<Vec<(Vec<u8>, u64)>> {
+    use rustix::fs::OFlags;
+    let base = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW;
+    let fd = match rustix::fs::open(path, base | OFlags::NOATIME, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::PERM) if allow_atime_update => rustix::fs::open(path, base, Mode::empty())?,
+        Err(e) => return Err(e.into()),
+    };
+    let mut out = Vec::new();
+    for entry in rustix::fs::Dir::read_from(&fd)? {
+        let entry = entry?;
+        let name = entry.file_name().to_bytes();
+        if name != b"." && name != b".." {
+            out.push((name.to_vec(), entry.ino()));
+        }
+    }
+    Ok(out)
+}
+
 /// Names in a directory (without `.` and `..`), read without updating the directory's access
 /// time where the kernel allows it (`O_NOATIME` needs ownership or CAP_FOWNER). With
 /// `allow_atime_update` false, a directory that cannot be opened that way is an error instead.
-pub(crate) fn read_dir_names(
-    path: &Path,
-    allow_atime_update: bool,
-) -> std::io::Result<Vec<Vec<u8>>> {
+pub fn read_dir_names(path: &Path, allow_atime_update: bool) -> std::io::Result<Vec<Vec<u8>>> {
     use rustix::fs::OFlags;
     let base = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW;
     let fd = match rustix::fs::open(path, base | OFlags::NOATIME, Mode::empty()) {

@@ -14,7 +14,7 @@ mod error;
 pub mod export;
 pub mod filter;
 pub mod forget;
-mod fsmeta;
+pub mod fsmeta;
 pub mod import;
 pub mod index;
 pub mod lock;
@@ -28,7 +28,7 @@ pub mod verify;
 pub mod versions;
 
 pub use backup::{
-    absolute_path, backup, BackupOptions, BackupResult, BackupWarning, CompressionChoice,
+    absolute_path, backup, BackupOptions, BackupResult, BackupWarning, BtrfsMode, CompressionChoice,
 };
 pub use crypt::Crypt;
 pub use error::{Error, Result};

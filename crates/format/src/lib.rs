@@ -31,7 +31,7 @@ pub use error::FormatError;
 pub use id::{AnnotationId, BlobId, IndexId, LockId, PackId, RepoId, SlotId, SnapshotId, TreeId};
 pub use index::{BlobType, Compression, IndexFile, IndexPack, PackBlob, PackHeader};
 pub use lock::LockFile;
-pub use snapshot::{SnapshotFile, SnapshotSummary};
+pub use snapshot::{BtrfsOrigin, SnapshotFile, SnapshotSource, SnapshotSummary};
 pub use tree::{
     ContentPart, Node, NodeKind, Timestamp, Tree, Xattr, NODE_CHANGED_WHILE_READ, NODE_READ_ERROR,
 };

@@ -3,7 +3,10 @@
 use crate::{decode_versioned, encode_versioned, FormatError, SnapshotId, Timestamp, TreeId};
 use serde::{Deserialize, Serialize};
 
-const SNAPSHOT_VERSION: u8 = 1;
+/// Version 1 had no `source`; it is still written when there is none, so that older SnapGuard
+/// versions keep reading those snapshots.
+const SNAPSHOT_VERSION_1: u8 = 1;
+const SNAPSHOT_VERSION: u8 = 2;
 
 /// Counters recorded at the end of a backup.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -41,14 +44,120 @@ pub struct SnapshotFile {
     pub excludes: Vec<String>,
     pub program_version: String,
     pub summary: Option<SnapshotSummary>,
+    /// How the source was captured, when it was more than a walk of the live files (version 2).
+    pub source: Option<SnapshotSource>,
+}
+
+/// How the files of a snapshot were captured.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SnapshotSource {
+    /// The backed-up paths (or the subvolumes holding them) that were read from read-only btrfs
+    /// snapshots: a point-in-time copy of each subvolume.
+    pub btrfs: Vec<BtrfsOrigin>,
+}
+
+/// One btrfs subvolume read through a read-only snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BtrfsOrigin {
+    /// The subvolume's root, as recorded in the snapshot (absolute; bytes).
+    pub subvolume: serde_bytes::ByteBuf,
+    /// The UUID of the live subvolume that was snapshotted.
+    pub subvolume_uuid: [u8; 16],
+    /// The UUID of the filesystem.
+    pub fsid: [u8; 16],
+    /// The UUID of the read-only snapshot that was read.
+    pub snapshot_uuid: [u8; 16],
+    /// The transaction in which that snapshot was taken: every change to the subvolume made in
+    /// a later transaction is not in this backup.
+    pub generation: u64,
+    /// Nested subvolumes below `subvolume` that were read through snapshots of their own
+    /// (paths relative to `subvolume`).
+    pub nested: Vec<serde_bytes::ByteBuf>,
+    /// A local-tier snapshot (`local backup CONFIG ID`): the config's name and number.
+    pub local: Option<(String, u32)>,
+    /// A digest of what decides which entries a walk includes (excludes, filesystem boundary):
+    /// a later backup may reuse this one's unchanged subtrees only if it is equal.
+    pub walk_key: [u8; 32],
+}
+
+/// Version 1 of [`SnapshotFile`]: the same without `source`.
+#[derive(Deserialize)]
+struct SnapshotFileV1 {
+    time: Timestamp,
+    tree: TreeId,
+    paths: Vec<serde_bytes::ByteBuf>,
+    hostname: String,
+    username: String,
+    uid: u32,
+    gid: u32,
+    tags: Vec<String>,
+    parent: Option<SnapshotId>,
+    excludes: Vec<String>,
+    program_version: String,
+    summary: Option<SnapshotSummary>,
+}
+
+/// Version 1's encoding of a snapshot without `source` (borrowing, for `encode`).
+#[derive(Serialize)]
+struct SnapshotFileV1Ref<'a> {
+    time: &'a Timestamp,
+    tree: &'a TreeId,
+    paths: &'a Vec<serde_bytes::ByteBuf>,
+    hostname: &'a String,
+    username: &'a String,
+    uid: u32,
+    gid: u32,
+    tags: &'a Vec<String>,
+    parent: &'a Option<SnapshotId>,
+    excludes: &'a Vec<String>,
+    program_version: &'a String,
+    summary: &'a Option<SnapshotSummary>,
 }
 
 impl SnapshotFile {
     pub fn encode(&self) -> Vec<u8> {
-        encode_versioned(SNAPSHOT_VERSION, self)
+        if self.source.is_some() {
+            return encode_versioned(SNAPSHOT_VERSION, self);
+        }
+        encode_versioned(
+            SNAPSHOT_VERSION_1,
+            &SnapshotFileV1Ref {
+                time: &self.time,
+                tree: &self.tree,
+                paths: &self.paths,
+                hostname: &self.hostname,
+                username: &self.username,
+                uid: self.uid,
+                gid: self.gid,
+                tags: &self.tags,
+                parent: &self.parent,
+                excludes: &self.excludes,
+                program_version: &self.program_version,
+                summary: &self.summary,
+            },
+        )
     }
     pub fn decode(bytes: &[u8]) -> Result<SnapshotFile, FormatError> {
-        let s: SnapshotFile = decode_versioned("snapshot", SNAPSHOT_VERSION, bytes)?;
+        let s: SnapshotFile = if bytes.first() == Some(&SNAPSHOT_VERSION_1) {
+            let v: SnapshotFileV1 = decode_versioned("snapshot", SNAPSHOT_VERSION_1, bytes)?;
+            SnapshotFile {
+                time: v.time,
+                tree: v.tree,
+                paths: v.paths,
+                hostname: v.hostname,
+                username: v.username,
+                uid: v.uid,
+                gid: v.gid,
+                tags: v.tags,
+                parent: v.parent,
+                excludes: v.excludes,
+                program_version: v.program_version,
+                summary: v.summary,
+                source: None,
+            }
+        } else {
+            decode_versioned("snapshot", SNAPSHOT_VERSION, bytes)?
+        };
         if s.time.nanos >= 1_000_000_000 {
             return Err(FormatError::Malformed {
                 what: "snapshot",
@@ -76,7 +185,8 @@ mod tests {
         fn round_trip(secs in any::<i64>(), nanos in 0u32..1_000_000_000, tree in any::<[u8; 32]>(),
                       host in ".{0,20}", tags in proptest::collection::vec(".{0,10}", 0..4),
                       paths in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..30), 0..4),
-                      parent in proptest::option::of(any::<[u8; 32]>()), files in any::<u64>()) {
+                      parent in proptest::option::of(any::<[u8; 32]>()), files in any::<u64>(),
+                      btrfs in proptest::option::of((any::<[u8; 16]>(), any::<u64>(), proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..10), 0..3), proptest::option::of((".{0,8}", any::<u32>()))))) {
             let s = SnapshotFile {
                 time: Timestamp { secs, nanos }, tree: TreeId(tree),
                 paths: paths.into_iter().map(serde_bytes::ByteBuf::from).collect(),
@@ -84,8 +194,19 @@ mod tests {
                 parent: parent.map(SnapshotId), excludes: vec!["*.o".into()],
                 program_version: "snapguard 0.1.0".into(),
                 summary: Some(SnapshotSummary { files_new: files, ..Default::default() }),
+                source: btrfs.map(|(uuid, generation, nested, local)| SnapshotSource {
+                    btrfs: vec![BtrfsOrigin {
+                        subvolume: serde_bytes::ByteBuf::from(b"/data".to_vec()),
+                        subvolume_uuid: uuid, fsid: [7; 16], snapshot_uuid: [9; 16], generation,
+                        nested: nested.into_iter().map(serde_bytes::ByteBuf::from).collect(),
+                        local, walk_key: [3; 32],
+                    }],
+                }),
             };
-            prop_assert_eq!(SnapshotFile::decode(&s.encode()), Ok(s));
+            let bytes = s.encode();
+            // Without a source the snapshot stays in version 1, readable by older versions.
+            prop_assert_eq!(bytes[0], if s.source.is_some() { 2 } else { 1 });
+            prop_assert_eq!(SnapshotFile::decode(&bytes), Ok(s));
         }
 
         #[test]

@@ -260,6 +260,7 @@ mod tests {
             excludes: vec![],
             program_version: "t".into(),
             summary: None,
+            source: None,
         }
     }
 

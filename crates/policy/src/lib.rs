@@ -1,5 +1,7 @@
 //! The retention policy of `snapguard forget`: given a list of snapshots and a policy, decide
-//! which snapshots to keep and record every rule that kept each one.
+//! which snapshots to keep and record every rule that kept each one. Also the local snapshot
+//! tier's configuration ([`LocalConfig`], `[local.NAME]` in the configuration file) and its
+//! Snapper-style cleanup ([`plan_cleanup`]); the rest of this page is about `forget`.
 //!
 //! This crate is pure. It does no I/O, never reads the clock (the caller passes `now_secs` and
 //! the local UTC offset) and uses no randomness, so the same input always yields the same
@@ -125,11 +127,17 @@
 mod apply;
 mod duration;
 mod group;
+mod local;
 mod types;
 
 pub use apply::apply;
 pub use duration::{format_duration, parse_duration};
 pub use group::{GroupBy, GroupKey};
+pub use local::{
+    plan_cleanup, CleanupAlgorithm, CleanupPlan, CountRange, DeleteReason, KeptSnapshot,
+    LocalConfig, LocalKeepReason, LocalKind, LocalRetention, LocalSnapshotInfo, PlannedDeletion,
+    SpaceInfo, SpaceReport, DEFAULT_MIN_AGE_SECS, DEFAULT_SNAPSHOT_DIR,
+};
 pub use types::{Decision, KeepReason, RetentionPolicy, SnapshotInfo};
 
 /// Why a policy, a group-by specification, a duration or an input could not be used.
@@ -179,6 +187,14 @@ pub enum PolicyError {
     /// The UTC offset is a day or more away from UTC.
     #[error("UTC offset {0} s is out of range (must be strictly between -86400 and 86400)")]
     InvalidUtcOffset(i32),
+    /// A setting of a `[local.NAME]` configuration is out of range or malformed.
+    #[error("invalid {key}: {reason}")]
+    InvalidSetting {
+        /// The key, as written in the configuration file (`free_limit`, `subvolume`, …).
+        key: String,
+        /// What is wrong with it and what is accepted.
+        reason: String,
+    },
 }
 
 #[cfg(test)]
@@ -206,6 +222,10 @@ mod tests {
     #[case(
         PolicyError::InvalidDuration { input: "7x".into(), reason: "bad unit".into() },
         "invalid duration \"7x\": bad unit"
+    )]
+    #[case(
+        PolicyError::InvalidSetting { key: "free_limit".into(), reason: "2 is out of range".into() },
+        "invalid free_limit: 2 is out of range"
     )]
     fn error_messages(#[case] err: PolicyError, #[case] part: &str) {
         let msg = err.to_string();

@@ -123,6 +123,44 @@ fn invalid_config_files_exit_2_naming_file_and_line() {
     }
 }
 
+/// `[local.NAME]` sections (issue 6) are read by every command: the issue's minimal form is
+/// accepted, and a bad value in one stops even a backup, with the file, line, section and key.
+#[test]
+fn local_sections_are_checked_by_every_command() {
+    let ws = Ws::new();
+    let sg = Sg::init(&ws, None);
+    write_config(
+        &sg,
+        "[local.data]                      # CONFIG name \"data\"\n\
+         subvolume = \"/mnt/pool/data\"      # snapshots default to <subvolume>/.snapshots\n\
+         [local.data.retention]\nhourly = 10\ndaily = 7\n",
+    );
+    sg.run(["snapshots"]).expect_code(0);
+
+    let file = ws.path("local.toml");
+    for (text, musts) in [
+        (
+            "[local.data]\nsubvolume = \"/d\"\n[local.data.retention]\nhourly = 10\nmin_age = \"30m\"\n",
+            vec!["line 5: [local.data.retention] min_age: \"30m\" would be read as months"],
+        ),
+        (
+            "[limits]\nread = 8\n\n[local.\"my data\"]\nsubvolume = \"/d\"\n",
+            vec!["line 4: [local.\"my data\"]: \"my data\" is not a valid local configuration name"],
+        ),
+        (
+            "[local.data]\nsubvolume = \"data\"\n",
+            vec!["line 2: [local.data] subvolume: \"data\" is not an absolute path"],
+        ),
+    ] {
+        fs::write(&file, text).expect("write");
+        let out = config_error(&ws, &file);
+        let mut all = vec![path_str(&file), "docs/config.md".to_owned()];
+        all.extend(musts.into_iter().map(str::to_owned));
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        expect_err(&out, 2, &all);
+    }
+}
+
 #[test]
 fn missing_named_config_file_exits_2() {
     let ws = Ws::new();

@@ -1,5 +1,6 @@
 //! End-to-end tests of the `snapguard` binary (one test binary, many modules).
 
+mod btrfs_backup;
 mod commands;
 mod config;
 mod crash;
@@ -9,9 +10,12 @@ mod golden;
 mod history;
 mod import_restic;
 mod index_cache;
+mod live;
+mod local;
 mod maintenance;
 mod mount;
 mod restore_modes;
+mod send;
 mod support;
 mod throttle;
 mod transfer;

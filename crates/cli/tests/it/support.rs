@@ -7,6 +7,7 @@ pub mod cmd;
 pub mod compare;
 pub mod fixture;
 mod selftest;
+pub mod sshd;
 pub mod varied;
 
 use std::ffi::OsStr;

@@ -479,6 +479,7 @@ impl<'r> Ingest<'r> {
             excludes: Vec::new(),
             program_version: opts.program_version.clone(),
             summary: Some(summary.clone()),
+            source: None,
         };
         let snapshot_id = if opts.dry_run {
             None

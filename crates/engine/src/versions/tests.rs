@@ -266,6 +266,7 @@ fn brute_force(repo: &Repository, root: TreeId, p: &PathPattern) -> Result<Vec<V
         excludes: Vec::new(),
         program_version: String::new(),
         summary: None,
+        source: None,
     };
     snap.tree = root;
     let mut out = Vec::new();

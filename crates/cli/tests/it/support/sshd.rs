@@ -1,0 +1,108 @@
+//! A real sshd on 127.0.0.1 for the replication tests: root may log in with a key generated
+//! for the test; the daemon is killed on drop. Also compiled into the library's replication
+//! tests (crates/local/tests/live_send), so it uses nothing but std and tempfile.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Sshd {
+    child: Child,
+    dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+impl Sshd {
+    /// `None` (after printing why) when openssh is not installed; in CI that is a failure.
+    pub fn start() -> Option<Sshd> {
+        let sshd = Path::new("/usr/sbin/sshd");
+        let have_client = std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("ssh").exists()));
+        if !sshd.exists() || !have_client {
+            if std::env::var_os("CI").is_some() && std::env::var_os("SG_ALLOW_SKIP").is_none() {
+                panic!("ssh test cannot run in CI: openssh-server/openssh-client not installed");
+            }
+            eprintln!("skipped: openssh-server is not installed (apt-get install openssh-server)");
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        for k in ["host", "user"] {
+            let ok = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(d.join(k))
+                .status()
+                .expect("ssh-keygen");
+            assert!(ok.success(), "ssh-keygen failed");
+        }
+        std::fs::copy(d.join("user.pub"), d.join("authorized")).expect("authorized_keys");
+        std::fs::create_dir_all("/run/sshd").expect("/run/sshd");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let child = Command::new(sshd)
+            .args(["-D", "-e", "-p", &port.to_string(), "-h"])
+            .arg(d.join("host"))
+            .args(["-o", "ListenAddress=127.0.0.1"])
+            .args(["-o", "PermitRootLogin=prohibit-password"])
+            .arg("-o")
+            .arg(format!(
+                "AuthorizedKeysFile={}",
+                d.join("authorized").display()
+            ))
+            .args([
+                "-o",
+                "UsePAM=no",
+                "-o",
+                "PidFile=none",
+                "-o",
+                "StrictModes=no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start sshd");
+        let s = Sshd { child, dir, port };
+        let t0 = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(t0.elapsed() < Duration::from_secs(10), "sshd did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(s)
+    }
+
+    /// The ssh program and its options that log in with the generated key (for
+    /// `SendOptions::ssh_command`).
+    pub fn ssh_args(&self) -> Vec<String> {
+        let key = self.dir.path().join("user").display().to_string();
+        [
+            "ssh",
+            "-i",
+            &key,
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "LogLevel=ERROR",
+        ]
+        .map(str::to_string)
+        .to_vec()
+    }
+
+    /// The same as one command line (for `--ssh-command` / `SNAPGUARD_RSH`; the key's path
+    /// has no spaces).
+    pub fn ssh_command(&self) -> String {
+        self.ssh_args().join(" ")
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
