@@ -5,14 +5,20 @@
 //! - `write` is atomic and durable: after it returns, the file is complete on stable storage; a
 //!   crash before that leaves no file at the final name (at most a temporary file).
 //! - `write` never replaces an existing file (write-once); it fails with `AlreadyExists`.
+//!   Remote backends accept writing the identical bytes again, which is what a retried upload
+//!   whose first attempt arrived looks like; names are content hashes or random ids.
+//! - Every backend uses the same names ([`FileType::path`]), so a repository can be copied file
+//!   for file between them.
 //! - `read_range` returns exactly the requested bytes or an error.
 
 mod faulty;
 mod local;
+mod remote;
 mod throttle;
 
 pub use faulty::{FaultPlan, FaultyBackend, Op, OpCounts, OpRecord, TornFile, INJECTED};
 pub use local::LocalBackend;
+pub use remote::{OpendalBackend, RemoteOptions, S3Config, SftpConfig, UrlError};
 pub use throttle::{RateLimiter, ThrottledBackend};
 
 use std::fmt;
@@ -82,6 +88,13 @@ pub enum BackendError {
         expected: u64,
         found: u64,
     },
+    #[error("{path}: the storage server failed or could not be reached: {source}; check the network, the server and the credentials, then run the command again (transient failures were already retried)")]
+    Remote {
+        path: String,
+        source: Box<opendal::Error>,
+    },
+    #[error("{location}: the bucket does not exist or cannot be listed with these credentials; create it first (SnapGuard never creates buckets)")]
+    BucketMissing { location: String },
     #[error("{path}: {source}")]
     Io {
         path: String,
@@ -119,7 +132,8 @@ pub trait Backend: Send + Sync + fmt::Debug {
     fn write(&self, t: FileType, name: &str, data: &[u8]) -> Result<()>;
     /// Names and sizes of all files of a type.
     fn list(&self, t: FileType) -> Result<Vec<(String, u64)>>;
-    /// Delete a file.
+    /// Delete a file. Deleting a file that does not exist either succeeds (object stores) or
+    /// fails with `NotFound`; callers treat both as "gone".
     fn remove(&self, t: FileType, name: &str) -> Result<()>;
     /// Atomically replace the repository's `config` (the one file that is ever rewritten, for
     /// a format or mode change): readers see the old or the new file, never a mix.

@@ -19,7 +19,9 @@ pub struct Cli {
 
 #[derive(Args, Debug, Clone)]
 pub struct GlobalArgs {
-    /// Repository location: a local path. Default: $XDG_DATA_HOME/snapguard/repository.
+    /// Repository location: a local path, s3:https://HOST[:PORT]/BUCKET[/PREFIX] or
+    /// sftp:[USER@]HOST[:PORT]/PATH (see docs/remote.md). Default:
+    /// $XDG_DATA_HOME/snapguard/repository.
     #[arg(
         short = 'r',
         long = "repo",
@@ -39,6 +41,22 @@ pub struct GlobalArgs {
     /// Limit writes to the repository to this many MiB/s (overrides [limits] upload).
     #[arg(long, global = true, value_name = "MIB_PER_S", value_parser = crate::config::parse_rate)]
     pub limit_upload: Option<f64>,
+    /// Remote repositories: at most this many requests in flight at once.
+    #[arg(long, env = "SNAPGUARD_CONNECTIONS", global = true, value_name = "N", default_value_t = 8,
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub connections: u16,
+    /// S3: address the bucket as https://BUCKET.HOST/ (virtual-host style) instead of
+    /// https://HOST/BUCKET/ (path style, the default).
+    #[arg(long, env = "SNAPGUARD_S3_VIRTUAL_HOST", global = true)]
+    pub s3_virtual_host: bool,
+    /// SFTP: log in with this private key (ssh -i) instead of the agent and ~/.ssh.
+    #[arg(long, env = "SNAPGUARD_SFTP_KEY", global = true, value_name = "FILE")]
+    pub sftp_key: Option<PathBuf>,
+    /// SFTP: how to treat the server's host key: strict (it must be in known_hosts, the
+    /// default), add (accept and remember a new host, refuse a changed one) or accept (any).
+    #[arg(long, env = "SNAPGUARD_SFTP_KNOWN_HOSTS", global = true, value_name = "POLICY",
+          value_parser = ["strict", "add", "accept"])]
+    pub sftp_known_hosts: Option<String>,
     /// Read settings from this TOML file instead of /etc/snapguard/config.toml (see docs/config.md).
     #[arg(long, env = "SNAPGUARD_CONFIG", global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,

@@ -6,7 +6,9 @@ use crate::render::{self, lossy};
 use crate::secrets;
 use anyhow::{bail, Context, Result};
 use serde_json::json;
-use snapguard_backend::{Backend, LocalBackend};
+use snapguard_backend::{
+    Backend, LocalBackend, OpendalBackend, RemoteOptions, S3Config, SftpConfig,
+};
 use snapguard_crypto::Cipher;
 use snapguard_engine::browse::{self, Change};
 use snapguard_engine::lock::{LockGuard, LockKind, LockOwner};
@@ -26,18 +28,56 @@ pub fn backend(g: &GlobalArgs) -> Result<Arc<dyn Backend>> {
         None => default_repo()?.display().to_string(),
     };
     let local = loc.strip_prefix("local:").unwrap_or(&loc).to_string();
-    for scheme in ["s3:", "sftp:", "rest:", "http:", "https:"] {
+    for scheme in ["rest:", "http:", "https:"] {
         if loc.starts_with(scheme) {
-            bail!("repository URL {loc:?}: the {scheme} backend is not available in this version; use a local path");
+            bail!("repository URL {loc:?}: the {scheme} backend is not available in this version; use a local path, s3: or sftp:");
         }
     }
-    let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(local));
+    let backend: Arc<dyn Backend> = if let Some(rest) = loc.strip_prefix("s3:") {
+        Arc::new(s3_backend(g, rest)?)
+    } else if let Some(rest) = loc.strip_prefix("sftp:") {
+        Arc::new(sftp_backend(g, rest)?)
+    } else {
+        Arc::new(LocalBackend::new(local))
+    };
     Ok(
         match crate::config::rate_limiter(g.limit_upload, g.settings.limits.upload) {
             Some(limit) => Arc::new(snapguard_backend::ThrottledBackend::new(backend, limit)),
             None => backend,
         },
     )
+}
+
+fn remote_options(g: &GlobalArgs) -> RemoteOptions {
+    RemoteOptions {
+        connections: usize::from(g.connections),
+        ..RemoteOptions::default()
+    }
+}
+
+/// An S3 repository: region from AWS_REGION or AWS_DEFAULT_REGION (default us-east-1);
+/// credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, else OpenDAL's chain (AWS_PROFILE
+/// and the ~/.aws files).
+fn s3_backend(g: &GlobalArgs, rest: &str) -> Result<OpendalBackend> {
+    let mut cfg = S3Config::parse(rest).map_err(|e| crate::UsageError(e.to_string()))?;
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    if let Some(region) = env("AWS_REGION").or_else(|| env("AWS_DEFAULT_REGION")) {
+        cfg.region = region;
+    }
+    cfg.virtual_host_style = g.s3_virtual_host;
+    if let (Some(id), Some(secret)) = (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
+        cfg.access_key_id = Some(id);
+        cfg.secret_access_key = Some(secret);
+    }
+    Ok(OpendalBackend::s3(&cfg, &remote_options(g))?)
+}
+
+/// An SFTP repository through the system's ssh (keys from the agent and ~/.ssh).
+fn sftp_backend(g: &GlobalArgs, rest: &str) -> Result<OpendalBackend> {
+    let mut cfg = SftpConfig::parse(rest).map_err(|e| crate::UsageError(e.to_string()))?;
+    cfg.key = g.sftp_key.as_ref().map(|k| k.display().to_string());
+    cfg.known_hosts_strategy = g.sftp_known_hosts.clone();
+    Ok(OpendalBackend::sftp(&cfg, &remote_options(g))?)
 }
 
 fn default_repo() -> Result<PathBuf> {

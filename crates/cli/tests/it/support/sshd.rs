@@ -41,35 +41,42 @@ impl Sshd {
             .and_then(|l| l.local_addr())
             .expect("free port")
             .port();
-        let child = Command::new(sshd)
-            .args(["-D", "-e", "-p", &port.to_string(), "-h"])
-            .arg(d.join("host"))
-            .args(["-o", "ListenAddress=127.0.0.1"])
-            .args(["-o", "PermitRootLogin=prohibit-password"])
-            .arg("-o")
-            .arg(format!(
-                "AuthorizedKeysFile={}",
-                d.join("authorized").display()
-            ))
-            .args([
-                "-o",
-                "UsePAM=no",
-                "-o",
-                "PidFile=none",
-                "-o",
-                "StrictModes=no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start sshd");
+        let child = spawn(d, port);
         let s = Sshd { child, dir, port };
+        s.wait_listening();
+        Some(s)
+    }
+
+    fn wait_listening(&self) {
         let t0 = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             assert!(t0.elapsed() < Duration::from_secs(10), "sshd did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Some(s)
+    }
+
+    /// Drop every connection: SIGKILL the daemon and the sessions it forked (found through
+    /// /proc before the daemon dies, while they are still its children).
+    pub fn kill_all(&mut self) {
+        let mut pids = vec![self.child.id()];
+        let mut i = 0;
+        while i < pids.len() {
+            pids.extend(children_of(pids[i]));
+            i += 1;
+        }
+        for pid in pids.iter().rev() {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .stderr(Stdio::null())
+                .status();
+        }
+        let _ = self.child.wait();
+    }
+
+    /// Start the daemon again on the same port with the same keys (after [`Sshd::kill_all`]).
+    pub fn restart(&mut self) {
+        self.child = spawn(self.dir.path(), self.port);
+        self.wait_listening();
     }
 
     /// The ssh program and its options that log in with the generated key (for
@@ -105,4 +112,51 @@ impl Drop for Sshd {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The daemon in the foreground on `port` with the keys in `d`.
+fn spawn(d: &Path, port: u16) -> Child {
+    Command::new("/usr/sbin/sshd")
+        .args(["-D", "-e", "-p", &port.to_string(), "-h"])
+        .arg(d.join("host"))
+        .args(["-o", "ListenAddress=127.0.0.1"])
+        .args(["-o", "PermitRootLogin=prohibit-password"])
+        .arg("-o")
+        .arg(format!(
+            "AuthorizedKeysFile={}",
+            d.join("authorized").display()
+        ))
+        .args([
+            "-o",
+            "UsePAM=no",
+            "-o",
+            "PidFile=none",
+            "-o",
+            "StrictModes=no",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start sshd")
+}
+
+/// The processes whose parent is `pid`.
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // "PID (COMM) STATE PPID ...": COMM may contain spaces, so parse after the last ')'.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(pid) {
+            if let Some(p) = e.file_name().to_str().and_then(|n| n.parse().ok()) {
+                out.push(p);
+            }
+        }
+    }
+    out
 }
