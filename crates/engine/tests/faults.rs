@@ -704,6 +704,16 @@ fn backup_with_a_torn_write_at_every_write() -> TestResult {
                 }
             })?;
             let torn = f.torn_files();
+            if torn.is_empty() && f.writes() <= w {
+                // Which small blobs share a pack depends on the order the compression threads
+                // finish in, so a run may make fewer writes than the dry run: this one never
+                // reached write `w` and must simply have succeeded.
+                assert!(
+                    r.is_ok(),
+                    "write {w}: no torn write, yet the backup failed: {r:?}"
+                );
+                continue;
+            }
             let [t] = torn.as_slice() else {
                 panic!("write {w}: expected one torn file, got {torn:?}");
             };
