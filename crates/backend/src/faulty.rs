@@ -437,6 +437,10 @@ impl Backend for FaultyBackend {
             || self.inner.replace_config(data),
         )
     }
+
+    fn object_lock(&self) -> Option<&dyn crate::ObjectLock> {
+        self.inner.object_lock()
+    }
 }
 
 #[cfg(test)]

@@ -13,12 +13,18 @@
 
 mod faulty;
 mod local;
+mod object_lock;
 mod remote;
+mod stats;
 mod throttle;
 
 pub use faulty::{FaultPlan, FaultyBackend, Op, OpCounts, OpRecord, TornFile, INJECTED};
 pub use local::LocalBackend;
+pub use object_lock::{
+    fmt_system_time, BucketLock, ExtendReport, ObjectLock, Retention, RetentionMode, WriteRetention,
+};
 pub use remote::{OpendalBackend, RemoteOptions, S3Config, SftpConfig, UrlError};
+pub use stats::{BackendStats, CountingBackend, TypeStats};
 pub use throttle::{RateLimiter, ThrottledBackend};
 
 use std::fmt;
@@ -88,11 +94,25 @@ pub enum BackendError {
         expected: u64,
         found: u64,
     },
-    #[error("{path}: the storage server failed or could not be reached: {source}; check the network, the server and the credentials, then run the command again (transient failures were already retried)")]
+    #[error("{path}: the storage server failed or could not be reached: {}; check the network, the server and the credentials, then run the command again (transient failures were already retried)", with_causes(.source))]
     Remote {
         path: String,
         source: Box<opendal::Error>,
     },
+    /// An S3 request SnapGuard sends itself (Object Lock) failed; `status` 0: no answer.
+    #[error("{path}: {operation} failed (HTTP {status} {code}: {message}); check the network, the server and the credentials, and that the bucket supports S3 Object Lock")]
+    S3 {
+        path: String,
+        operation: &'static str,
+        status: u16,
+        code: String,
+        message: String,
+    },
+    /// The object is under an S3 Object Lock retention that has not ended; it was left in place.
+    #[error(
+        "{path} is protected by S3 Object Lock until {until}; it cannot be deleted before then"
+    )]
+    RetentionLocked { path: String, until: String },
     #[error("{location}: the bucket does not exist or cannot be listed with these credentials; create it first (SnapGuard never creates buckets)")]
     BucketMissing { location: String },
     #[error("{path}: {source}")]
@@ -138,4 +158,24 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// Atomically replace the repository's `config` (the one file that is ever rewritten, for
     /// a format or mode change): readers see the old or the new file, never a mix.
     fn replace_config(&self, data: &[u8]) -> Result<()>;
+    /// S3 Object Lock on this backend, if it has it (S3 buckets); wrappers forward it.
+    fn object_lock(&self) -> Option<&dyn ObjectLock> {
+        None
+    }
+}
+
+/// An OpenDAL error followed by the causes its own message leaves out (OpenDAL prints one level
+/// of source; the reason ssh gave, such as "Host key verification failed", is deeper).
+fn with_causes(e: &opendal::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let s = c.to_string();
+        if !s.is_empty() && !text.contains(&s) {
+            text.push_str(": ");
+            text.push_str(s.trim());
+        }
+        cause = c.source();
+    }
+    text
 }

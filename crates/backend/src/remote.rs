@@ -12,6 +12,7 @@
 //! S3 credential chain does (the standard `AWS_*` variables and `~/.aws` profile files); the
 //! CLI turns a repository URL and its options into an [`S3Config`] or [`SftpConfig`].
 
+use crate::object_lock::{retained, S3Lock};
 use crate::{Backend, BackendError, FileType, Result};
 use opendal::layers::{ConcurrentLimitLayer, RetryLayer, TimeoutLayer};
 use opendal::options::{ListOptions, ReadOptions, WriteOptions};
@@ -229,6 +230,9 @@ pub struct OpendalBackend {
     rt: tokio::runtime::Runtime,
     service: Service,
     location: String,
+    /// S3 only: Object Lock requests (see `object_lock.rs`), and once a retention is set, the
+    /// path every retained write and every removal takes.
+    lock: Option<std::sync::Arc<S3Lock>>,
 }
 
 impl OpendalBackend {
@@ -247,7 +251,9 @@ impl OpendalBackend {
         }
         let location = cfg.url();
         let op = Operator::new(b).map_err(|e| remote_err(&location, e))?;
-        OpendalBackend::with_operator(op, Service::S3, location, opts)
+        let mut backend = OpendalBackend::with_operator(op, Service::S3, location, opts)?;
+        backend.lock = Some(std::sync::Arc::new(S3Lock::new(cfg, opts)?));
+        Ok(backend)
     }
 
     /// A backend for a directory on an SFTP server, through the system's `ssh` (OpenSSH with a
@@ -307,12 +313,18 @@ impl OpendalBackend {
                     .with_max_delay(Duration::from_secs(30))
                     .with_max_times(opts.retries),
             )
-            .layer(ConcurrentLimitLayer::new(opts.connections.max(1)));
+            // The HTTP limit counts requests on the wire (a multipart upload's parts, a
+            // write-once check's read): no more than `connections` are ever in flight.
+            .layer(
+                ConcurrentLimitLayer::new(opts.connections.max(1))
+                    .with_http_concurrent_limit(opts.connections.max(1)),
+            );
         Ok(OpendalBackend {
             op,
             rt,
             service,
             location,
+            lock: None,
         })
     }
 
@@ -413,6 +425,82 @@ fn remote_err(path: &str, e: opendal::Error) -> BackendError {
     }
 }
 
+impl OpendalBackend {
+    /// The Object Lock client if a write retention is set (an object-lock repository).
+    fn retaining(&self) -> Option<&S3Lock> {
+        self.lock
+            .as_deref()
+            .filter(|l| l.write_retention().is_some())
+    }
+
+    /// A write-once PUT carrying the retention; a refusal because the key exists is handled
+    /// like [`OpendalBackend::write_s3`] (a retried upload finds its own bytes).
+    fn write_retained(&self, lock: &S3Lock, key: &str, data: &[u8]) -> Result<()> {
+        if self.rt.block_on(lock.put(key, data, true))? {
+            tracing::trace!(key = %key, len = data.len(), "wrote with retention");
+            return Ok(());
+        }
+        match self.rt.block_on(self.op.read(key)) {
+            Ok(existing) if existing.to_vec() == data => Ok(()),
+            _ => Err(BackendError::AlreadyExists {
+                path: self.display(key),
+            }),
+        }
+    }
+}
+
+impl crate::ObjectLock for OpendalBackend {
+    fn bucket_lock(&self) -> Result<crate::BucketLock> {
+        match &self.lock {
+            Some(l) => self.rt.block_on(l.bucket_lock()),
+            None => Ok(crate::BucketLock::default()),
+        }
+    }
+
+    fn set_write_retention(&self, r: Option<crate::WriteRetention>) {
+        if let Some(l) = &self.lock {
+            l.set_write_retention(r);
+        }
+    }
+
+    fn write_retention(&self) -> Option<crate::WriteRetention> {
+        self.lock.as_ref().and_then(|l| l.write_retention())
+    }
+
+    fn retention(&self, t: FileType, name: &str) -> Result<Option<crate::Retention>> {
+        let key = t.path(name);
+        let Some(l) = &self.lock else {
+            return Ok(None);
+        };
+        match self.rt.block_on(l.head(&key))? {
+            Some(h) => Ok(h.retention),
+            None => Err(BackendError::NotFound {
+                path: self.display(&key),
+            }),
+        }
+    }
+
+    fn retentions(&self, objects: &[(FileType, String)]) -> Result<Vec<Option<crate::Retention>>> {
+        let Some(l) = &self.lock else {
+            return Ok(vec![None; objects.len()]);
+        };
+        let paths = objects.iter().map(|(t, n)| t.path(n)).collect();
+        self.rt.block_on(l.retentions(paths))
+    }
+
+    fn extend_retention(
+        &self,
+        objects: &[(FileType, String)],
+        until: std::time::SystemTime,
+    ) -> Result<crate::ExtendReport> {
+        let Some(l) = &self.lock else {
+            return Ok(crate::ExtendReport::default());
+        };
+        let paths = objects.iter().map(|(t, n)| t.path(n)).collect();
+        self.rt.block_on(l.extend_many(paths, until))
+    }
+}
+
 impl Backend for OpendalBackend {
     fn location(&self) -> String {
         self.location.clone()
@@ -506,6 +594,9 @@ impl Backend for OpendalBackend {
 
     fn write(&self, t: FileType, name: &str, data: &[u8]) -> Result<()> {
         let key = t.path(name);
+        if let Some(lock) = self.retaining().filter(|_| retained(t)) {
+            return self.write_retained(lock, &key, data);
+        }
         match self.service {
             Service::S3 => self.write_s3(&key, data)?,
             Service::Sftp => self.write_sftp(&key, data)?,
@@ -553,12 +644,27 @@ impl Backend for OpendalBackend {
 
     fn remove(&self, t: FileType, name: &str) -> Result<()> {
         let key = t.path(name);
+        if let Some(lock) = self.retaining() {
+            return self.rt.block_on(lock.remove(&key));
+        }
         self.rt
             .block_on(self.op.delete(&key))
             .map_err(|e| self.err(&key, e))
     }
 
+    fn object_lock(&self) -> Option<&dyn crate::ObjectLock> {
+        self.lock.as_ref().map(|_| self as &dyn crate::ObjectLock)
+    }
+
     fn replace_config(&self, data: &[u8]) -> Result<()> {
+        if let Some(lock) = self.retaining() {
+            // A new version of `config` with its own retention; the old version stays
+            // retained (and hidden) until its date, which is harmless.
+            return self
+                .rt
+                .block_on(lock.put("config", data, false))
+                .map(|_| ());
+        }
         match self.service {
             // A PUT replaces an object atomically: readers get the old or the new one.
             Service::S3 => self

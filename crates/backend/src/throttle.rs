@@ -95,6 +95,10 @@ impl Backend for ThrottledBackend {
     fn replace_config(&self, data: &[u8]) -> Result<()> {
         self.inner.replace_config(data)
     }
+
+    fn object_lock(&self) -> Option<&dyn crate::ObjectLock> {
+        self.inner.object_lock()
+    }
 }
 
 #[cfg(test)]

@@ -47,7 +47,9 @@ pub struct GlobalArgs {
     pub connections: u16,
     /// S3: address the bucket as https://BUCKET.HOST/ (virtual-host style) instead of
     /// https://HOST/BUCKET/ (path style, the default).
-    #[arg(long, env = "SNAPGUARD_S3_VIRTUAL_HOST", global = true)]
+    /// The variable counts as set unless it is empty, 0, false, no, off or n.
+    #[arg(long, env = "SNAPGUARD_S3_VIRTUAL_HOST", global = true,
+          value_parser = clap::builder::FalseyValueParser::new())]
     pub s3_virtual_host: bool,
     /// SFTP: log in with this private key (ssh -i) instead of the agent and ~/.ssh.
     #[arg(long, env = "SNAPGUARD_SFTP_KEY", global = true, value_name = "FILE")]
@@ -129,6 +131,8 @@ pub enum Command {
     AppendOnly,
     /// Verify the repository's structure and, optionally, its data.
     Check(CheckArgs),
+    /// Copy snapshots into another repository (local, s3: or sftp:), skipping what it has.
+    Copy(crate::copy::CopyArgs),
     /// Remove data no snapshot uses; repack mostly-unused packs.
     Prune(PruneArgs),
     /// Remove stale locks (left by crashed processes).
@@ -143,6 +147,12 @@ pub enum Command {
     /// OverlayFS live mode: try changes on top of a local snapshot, then discard them or
     /// commit them as a new snapshot (docs/live.md).
     Live(crate::live::LiveArgs),
+    /// Accounts of the daemon's web UI and API (add, list, passwd, remove, disable, enable).
+    User(crate::user::UserArgs),
+    /// Run the [jobs.NAME] of the configuration file on their schedules (in the foreground).
+    Daemon(crate::daemon::DaemonArgs),
+    /// The daemon's job runs, newest first; `jobs log ID` prints one run's task log.
+    Jobs(crate::daemon::JobsArgs),
 }
 
 #[derive(Args, Debug)]
@@ -165,6 +175,8 @@ pub struct InitArgs {
     /// Create the repository append-only: no client may delete or rewrite anything.
     #[arg(long)]
     pub append_only: bool,
+    #[command(flatten)]
+    pub object_lock: crate::object_lock::ObjectLockArgs,
     /// Target size of pack files in MiB (1-1024; default 16, see BENCHMARKS.md).
     #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub pack_size: Option<u32>,
@@ -172,6 +184,36 @@ pub struct InitArgs {
     /// between half and eight times this). Fixed for the repository's life.
     #[arg(long, value_name = "KIB", value_parser = parse_chunk_kib)]
     pub chunk_size: Option<u32>,
+    /// Use the key material, cipher and chunk size of this existing repository (opened with
+    /// --from-password-file, --from-password-command, --from-key-file or
+    /// SNAPGUARD_FROM_PASSWORD), so that 'snapguard copy' between the two moves sealed data
+    /// without re-encrypting it (docs/copy.md). The new repository gets its own password.
+    #[arg(long, value_name = "REPO", conflicts_with_all = ["cipher", "chunk_size"])]
+    pub copy_keys_from: Option<String>,
+    /// With --copy-keys-from: read that repository's password from this file.
+    #[arg(
+        long,
+        env = "SNAPGUARD_FROM_PASSWORD_FILE",
+        value_name = "FILE",
+        requires = "copy_keys_from"
+    )]
+    pub from_password_file: Option<PathBuf>,
+    /// With --copy-keys-from: run this command to get that repository's password.
+    #[arg(
+        long,
+        env = "SNAPGUARD_FROM_PASSWORD_COMMAND",
+        value_name = "COMMAND",
+        requires = "copy_keys_from"
+    )]
+    pub from_password_command: Option<String>,
+    /// With --copy-keys-from: unlock that repository with this key file.
+    #[arg(
+        long,
+        env = "SNAPGUARD_FROM_KEY_FILE",
+        value_name = "FILE",
+        requires = "copy_keys_from"
+    )]
+    pub from_key_file: Option<PathBuf>,
 }
 
 fn parse_chunk_kib(s: &str) -> Result<u32, String> {

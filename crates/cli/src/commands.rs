@@ -12,6 +12,7 @@ use snapguard_backend::{
 use snapguard_crypto::Cipher;
 use snapguard_engine::browse::{self, Change};
 use snapguard_engine::lock::{LockGuard, LockKind, LockOwner};
+use snapguard_engine::metacache::MetaCache;
 use snapguard_engine::verify::VerifyOptions;
 use snapguard_engine::{filter, BackupOptions, InitOptions, Repository};
 use snapguard_format::{SnapshotFile, SnapshotId};
@@ -40,6 +41,7 @@ pub fn backend(g: &GlobalArgs) -> Result<Arc<dyn Backend>> {
     } else {
         Arc::new(LocalBackend::new(local))
     };
+    let backend = crate::backend_stats::counted(backend);
     Ok(
         match crate::config::rate_limiter(g.limit_upload, g.settings.limits.upload) {
             Some(limit) => Arc::new(snapguard_backend::ThrottledBackend::new(backend, limit)),
@@ -120,11 +122,32 @@ pub fn open(g: &GlobalArgs, kind: LockKind, operation: &str) -> Result<(Reposito
                 .map(|d| d.join(repo.config().repo_id.to_hex()).join("index")),
         );
     }
+    if is_remote(g) {
+        repo.set_read_parallelism(usize::from(g.connections));
+    }
+    if !g.no_cache && is_remote(g) && !FRESH_READS.contains(&operation) {
+        repo.set_meta_cache(
+            crate::maintenance::cache_dir()
+                .map(|d| MetaCache::new(d.join(repo.config().repo_id.to_hex()).join("meta"), true)),
+        );
+    }
     repo.load_index()?;
     for e in repo.index_errors() {
         eprintln!("warning: {e}; the blobs it lists are unavailable until 'snapguard repair index' rebuilds it");
     }
     Ok((repo, guard))
+}
+
+/// Operations that must read snapshots and trees from the repository itself, not from the
+/// metadata cache: they exist to find what is damaged or missing there.
+const FRESH_READS: &[&str] = &["check", "repair"];
+
+/// Whether the repository is remote (`s3:`, `sftp:`): only those get a metadata cache, since
+/// reading a local repository is as fast as reading the cache (docs/remote.md).
+fn is_remote(g: &GlobalArgs) -> bool {
+    g.repo
+        .as_deref()
+        .is_some_and(|r| r.starts_with("s3:") || r.starts_with("sftp:"))
 }
 
 /// Print a backup's or import's warnings on stderr ("error: PATH: …" for entries that are
@@ -154,6 +177,7 @@ pub(crate) fn print_json(v: &serde_json::Value) -> Result<i32> {
 pub fn init(g: &GlobalArgs, a: &InitArgs) -> Result<i32> {
     let b = backend(g)?;
     let cipher = Cipher::from_name(&a.cipher).context("unknown cipher")?;
+    crate::object_lock::prepare_init(&*b, &a.object_lock)?;
     let secret = secrets::init_secret(g)?;
     let opts = InitOptions {
         cipher,
@@ -166,13 +190,17 @@ pub fn init(g: &GlobalArgs, a: &InitArgs) -> Result<i32> {
         chunk_avg: a.chunk_size.map(|k| k << 10),
         append_only: a.append_only,
     };
-    let repo = Repository::init(b, &secret, &opts)?;
+    let repo = match &a.copy_keys_from {
+        Some(from) => crate::copy::init_sharing_keys(g, a, from, b, &secret, &opts)?,
+        None => Repository::init(b, &secret, &opts)?,
+    };
     if g.json {
         return print_json(&json!({
             "location": repo.location(),
             "repository_id": repo.config().repo_id.to_hex(),
-            "cipher": cipher.name(),
+            "cipher": repo.cipher().name(),
             "key_slot": repo.opened_slot().to_hex(),
+            "object_lock": crate::object_lock::describe(&repo),
         }));
     }
     if !g.quiet {
@@ -180,8 +208,11 @@ pub fn init(g: &GlobalArgs, a: &InitArgs) -> Result<i32> {
             "created repository {} at {} (cipher {})",
             repo.config().repo_id.short(),
             repo.location(),
-            cipher.name()
+            repo.cipher().name()
         );
+        if let Some(d) = crate::object_lock::describe(&repo) {
+            println!("{d}");
+        }
         println!("keep the password safe: without it the data cannot be recovered");
     }
     Ok(0)

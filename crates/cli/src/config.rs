@@ -18,6 +18,7 @@ use crate::usage;
 use anyhow::Result;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
+use snapguard_policy::jobs::JobConfig;
 use snapguard_policy::LocalConfig;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -42,6 +43,46 @@ pub struct Config {
     /// checked by [`check_local_name`]).
     #[serde(default, deserialize_with = "de_local")]
     pub local: BTreeMap<String, LocalConfig>,
+    /// `[jobs.NAME]`: what the daemon runs on a schedule (see [`snapguard_policy::jobs`]); read
+    /// and checked by every command, so a mistake is reported before the daemon starts.
+    #[serde(default, deserialize_with = "de_jobs")]
+    pub jobs: BTreeMap<String, JobConfig>,
+    /// `[notify]`: how the daemon reports job results (e-mail through SMTP).
+    #[serde(default)]
+    pub notify: Option<Notify>,
+}
+
+/// `[notify]`: e-mail on job failure (and on success for jobs with `notify_success`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Notify {
+    /// Recipients (at least one).
+    pub email_to: Vec<String>,
+    /// The sender address (default `snapguard@HOSTNAME`).
+    pub email_from: Option<String>,
+    pub smtp_host: String,
+    /// Default: 587 for starttls, 465 for tls, 25 for none.
+    pub smtp_port: Option<u16>,
+    /// `starttls` (default), `tls` or `none` (only for a relay on this machine).
+    #[serde(default = "default_security")]
+    pub smtp_security: SmtpSecurity,
+    pub smtp_user: Option<String>,
+    /// A file holding the SMTP password (first line); never the password itself in this file.
+    pub smtp_password_file: Option<PathBuf>,
+    /// Extra CA certificates (PEM) to trust for the SMTP server, besides the system's.
+    pub smtp_ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpSecurity {
+    Starttls,
+    Tls,
+    None,
+}
+
+fn default_security() -> SmtpSecurity {
+    SmtpSecurity::Starttls
 }
 
 impl Config {
@@ -86,6 +127,11 @@ const MAX_LOCAL_NAME: usize = 64;
 
 /// The rule for `[local.NAME]` names: 1 to 64 ASCII letters, digits, `_` and `-`.
 pub fn check_local_name(name: &str) -> Result<(), String> {
+    check_section_name("local configuration", name)
+}
+
+/// The rule for every `[SECTION.NAME]` name (`what` says which kind, for the message).
+fn check_section_name(what: &str, name: &str) -> Result<(), String> {
     let valid_chars = name
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
@@ -93,10 +139,27 @@ pub fn check_local_name(name: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "{name:?} is not a valid local configuration name: use 1 to {MAX_LOCAL_NAME} letters \
+            "{name:?} is not a valid {what} name: use 1 to {MAX_LOCAL_NAME} letters \
              (A-Z, a-z), digits, _ and -, such as \"data\" or \"home-alice\""
         ))
     }
+}
+
+/// A `[jobs.NAME]` name, checked while the file is read.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct JobName(String);
+
+impl<'de> Deserialize<'de> for JobName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        check_section_name("job", &name).map_err(de::Error::custom)?;
+        Ok(JobName(name))
+    }
+}
+
+fn de_jobs<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, JobConfig>, D::Error> {
+    let sections = BTreeMap::<JobName, JobConfig>::deserialize(d)?;
+    Ok(sections.into_iter().map(|(k, v)| (k.0, v)).collect())
 }
 
 /// A `[local.NAME]` name, checked while the file is read so that the error points at it.
@@ -427,6 +490,33 @@ mod tests {
     }
 
     /// The minimal form from issue 6.
+    #[test]
+    fn jobs_are_read_and_their_mistakes_name_the_line() {
+        let c = parse(
+            "[jobs.home]\nkind = \"backup\"\npaths = [\"/home\"]\nschedule = \"0 3 * * *\"\n",
+        )
+        .expect("valid");
+        assert_eq!(c.jobs["home"].action.kind(), "backup");
+        let e =
+            err("[jobs.home]\nkind = \"backup\"\npaths = [\"/home\"]\nschedule = \"0 25 * * *\"\n");
+        assert!(e.contains("line 1") && e.contains("outside 0-23"), "{e}");
+        let e = err("[jobs.\"a b\"]\nkind = \"prune\"\nschedule = \"daily\"\n");
+        assert!(e.contains("not a valid job name"), "{e}");
+    }
+
+    #[test]
+    fn notify_section() {
+        let c =
+            parse("[notify]\nemail_to = [\"ops@example.com\"]\nsmtp_host = \"mail.example.com\"\n")
+                .expect("valid");
+        let n = c.notify.expect("notify");
+        assert_eq!(n.smtp_security, SmtpSecurity::Starttls);
+        let e = err("[notify]\nemail_to = [\"a@b\"]\nsmtp_host = \"h\"\nsmtp_password = \"x\"\n");
+        assert!(e.contains("smtp_password"), "{e}");
+        let e = err("[notify]\nemail_to = [\"a@b\"]\nsmtp_host = \"h\"\nsmtp_security = \"ssl\"\n");
+        assert!(e.contains("ssl"), "{e}");
+    }
+
     #[test]
     fn parses_the_minimal_local_section() {
         let c = parse(

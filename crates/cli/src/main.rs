@@ -2,8 +2,11 @@
 //! All real work happens in `snapguard-engine`; this crate only knows clap and the terminal.
 
 mod args;
+mod backend_stats;
 mod commands;
 mod config;
+mod copy;
+mod daemon;
 mod history;
 mod import_restic;
 mod keys;
@@ -11,6 +14,8 @@ mod live;
 mod local;
 mod maintenance;
 mod mount;
+mod notify;
+mod object_lock;
 mod progress;
 mod render;
 mod restore;
@@ -18,6 +23,7 @@ mod retention;
 mod secrets;
 mod send;
 mod transfer;
+mod user;
 
 use args::{Cli, Command};
 use clap::Parser;
@@ -88,7 +94,14 @@ fn exit_code(err: &anyhow::Error) -> i32 {
                 EngineError::NoSpace { .. } => exit::NO_SPACE,
                 EngineError::TargetNotWritable { .. } => exit::TARGET_NOT_WRITABLE,
                 EngineError::InvalidArgument(_) => exit::USAGE,
-                EngineError::Immutable { .. } | EngineError::AppendOnly { .. } => exit::REFUSED,
+                EngineError::Immutable { .. }
+                | EngineError::AppendOnly { .. }
+                | EngineError::ObjectLocked { .. } => exit::REFUSED,
+                EngineError::ObjectLockUnavailable { .. } => exit::USAGE,
+                EngineError::Backend {
+                    cause: snapguard_backend::BackendError::RetentionLocked { .. },
+                    ..
+                } => exit::REFUSED,
                 EngineError::Backend {
                     cause: snapguard_backend::BackendError::NoSpace { .. },
                     ..
@@ -153,6 +166,7 @@ fn main() {
         cli.global.settings = settings;
         run(&cli)
     });
+    backend_stats::write_if_requested();
     match result {
         Ok(code) => std::process::exit(code),
         Err(e) => {
@@ -188,10 +202,14 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
         Command::Lock(a) => retention::lock(g, a),
         Command::Repair(r) => maintenance::repair(g, r),
         Command::AppendOnly => maintenance::append_only(g),
+        Command::Copy(a) => copy::copy(g, a),
         Command::Prune(a) => maintenance::prune(g, a),
         Command::Unlock(a) => commands::unlock(g, a),
         Command::Key(k) => keys::run(g, k),
         Command::Local(c) => local::run(g, c),
         Command::Live(a) => live::run(g, a),
+        Command::User(a) => user::run(g, a),
+        Command::Daemon(a) => daemon::daemon(g, a),
+        Command::Jobs(a) => daemon::jobs(g, a),
     }
 }

@@ -79,6 +79,7 @@ pub fn prune(g: &GlobalArgs, a: &PruneArgs) -> Result<i32> {
                 why
             );
         }
+        crate::object_lock::print_retained(&plan.retained);
         println!(
             "plan: delete {} pack(s), repack {} pack(s) ({}), free {}; unused afterwards {:.1}%",
             plan.packs_to_delete,
@@ -115,6 +116,7 @@ pub fn prune(g: &GlobalArgs, a: &PruneArgs) -> Result<i32> {
             "deleted {} pack(s), wrote {} new pack(s) ({} blobs repacked), replaced {} index file(s)",
             stats.packs_deleted, stats.packs_written, stats.blobs_repacked, stats.index_files_replaced
         );
+        crate::object_lock::print_retained(&stats.retained);
     }
     Ok(0)
 }

@@ -168,6 +168,12 @@ pub fn snapshot_json(id: &SnapshotId, s: &SnapshotFile) -> Value {
         "program_version": s.program_version,
         "summary": s.summary,
         "source": s.source.as_ref().map(source_json),
+        "copied_from": s.copied_from.as_ref().map(|c| json!({
+            "snapshot": c.snapshot.to_hex(),
+            "repository": c.repository.to_hex(),
+            "source": c.source.to_hex(),
+            "source_repository": c.source_repository.to_hex(),
+        })),
     })
 }
 

@@ -77,6 +77,7 @@ pub fn restore(g: &GlobalArgs, a: &RestoreArgs) -> Result<i32> {
             "overwrite": overwrite.as_str(),
             "delete": a.delete,
             "summary": r,
+            "bytes_downloaded": crate::backend_stats::bytes_downloaded(),
         }))?;
     } else if !g.quiet {
         let verb = if a.dry_run {

@@ -134,6 +134,8 @@ pub fn forget(g: &GlobalArgs, a: &ForgetArgs) -> Result<i32> {
                 stats.packs_written,
                 render::size(plan.bytes_freed)
             );
+            crate::object_lock::print_retained(&plan.retained);
+            crate::object_lock::print_retained(&stats.retained);
         }
         out["prune"] = json!({"plan": plan, "result": stats});
     }
@@ -215,6 +217,9 @@ pub fn lock(g: &GlobalArgs, a: &LockArgs) -> Result<i32> {
     let (repo, _lock) = open(g, LockKind::Shared, "lock")?;
     let v = current_view(&repo, &a.snapshot)?;
     if v.lock_until.is_some_and(|cur| cur >= until) {
+        // The storage retention is (re)applied anyway: an earlier run may have stopped
+        // half-way, and extending is idempotent.
+        crate::object_lock::extend(g, &repo, v.id, v.lock_until.unwrap_or(until))?;
         println!(
             "snapshot {} is already immutable until {}",
             v.id.short(),
@@ -227,5 +232,14 @@ pub fn lock(g: &GlobalArgs, a: &LockArgs) -> Result<i32> {
         ..Default::default()
     };
     snapguard_engine::annotate::annotate(&repo, &v, &change, now)?;
-    print_view(g, &current_view(&repo, &v.id.to_hex())?)
+    // After the annotation, so the new annotation file is retained too.
+    let extended = crate::object_lock::extend(g, &repo, v.id, until)?;
+    let view = current_view(&repo, &v.id.to_hex())?;
+    if let (true, Some(s)) = (g.json, &extended) {
+        let mut out = render::view_json(&view);
+        out["object_lock"] = crate::object_lock::summary_json(s, until);
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(0);
+    }
+    print_view(g, &view)
 }

@@ -119,7 +119,12 @@ fn prompt_new(text: &str) -> Result<Zeroizing<Vec<u8>>> {
 
 /// A new password for `key add` / `key passwd`.
 pub fn new_password(args: &KeyNewSecretArgs) -> Result<Zeroizing<Vec<u8>>> {
-    let pw = if let Some(f) = &args.new_password_file {
+    new_secret(args.new_password_file.as_deref())
+}
+
+/// A new password from `file`, else SNAPGUARD_NEW_PASSWORD, else a prompt (asked twice).
+pub fn new_secret(file: Option<&Path>) -> Result<Zeroizing<Vec<u8>>> {
+    let pw = if let Some(f) = file {
         read_password_file(f)?
     } else if let Ok(p) = std::env::var("SNAPGUARD_NEW_PASSWORD") {
         Zeroizing::new(p.into_bytes())

@@ -42,21 +42,27 @@ pub struct AnnotationChange {
 /// All annotations by snapshot, each list in application order.
 pub fn load(repo: &Repository) -> Result<HashMap<SnapshotId, Vec<(AnnotationId, AnnotationFile)>>> {
     let mut out: HashMap<SnapshotId, Vec<(AnnotationId, AnnotationFile)>> = HashMap::new();
-    for (name, _) in repo
+    let listing = repo
         .backend()
         .list(FileType::Annotation)
-        .map_err(repo.backend_err())?
-    {
+        .map_err(repo.backend_err())?;
+    crate::metacache::retain_listed(
+        repo,
+        FileType::Annotation,
+        listing.iter().map(|(n, _)| n.as_str()),
+    );
+    for (name, _) in listing {
         let object = format!("annotation {name} (annotations/{name})");
         let id = AnnotationId::from_hex(&name).map_err(|e| Error::corrupt(&object, e))?;
-        let bytes = repo
-            .backend()
-            .read(FileType::Annotation, &name)
-            .map_err(repo.backend_err())?;
-        let loaded = repo
-            .crypt()
-            .open_object(ObjectKind::Annotation, &id.0, &bytes, &object)
-            .and_then(|p| AnnotationFile::decode(&p).map_err(|e| Error::corrupt(&object, e)));
+        let loaded = crate::metacache::read_object(
+            repo,
+            FileType::Annotation,
+            ObjectKind::Annotation,
+            &id.0,
+            &name,
+            &object,
+        )
+        .and_then(|p| AnnotationFile::decode(&p).map_err(|e| Error::corrupt(&object, e)));
         match loaded {
             Ok(a) => out.entry(a.snapshot).or_default().push((id, a)),
             Err(e @ Error::Corrupt { .. }) => {

@@ -286,6 +286,7 @@ pub fn backup(repo: &mut Repository, opts: &BackupOptions) -> Result<BackupResul
         summary: Some(a.summary.clone()),
         source: (!origins.is_empty())
             .then_some(snapguard_format::SnapshotSource { btrfs: origins }),
+        copied_from: None,
     };
     let snapshot_id = if opts.dry_run {
         None

@@ -230,6 +230,10 @@ pub fn check_with_progress(
     if !bad_blobs.is_empty() {
         name_users(repo, &snaps, &bad_blobs, &mut r);
     }
+    // S3 Object Lock: immutable snapshots whose objects the storage would let go earlier.
+    for (object, message) in crate::object_lock::short_retentions(repo, opts.now)? {
+        r.note(object, message);
+    }
     if let Some(path) = &opts.ledger {
         if !verified.is_empty() {
             let mut ledger = read_ledger(path);

@@ -44,6 +44,11 @@ pub enum Error {
     Internal(String),
     #[error("snapshot {snapshot} is immutable until {until}; it cannot be forgotten, pruned or have tags removed before then")]
     Immutable { snapshot: String, until: String },
+    /// An object is under an S3 Object Lock retention that has not ended.
+    #[error("{what} is protected by S3 Object Lock until {until}; it cannot be deleted before then (run the command again after that date)")]
+    ObjectLocked { what: String, until: String },
+    #[error("cannot use S3 Object Lock with {location}: {reason}")]
+    ObjectLockUnavailable { location: String, reason: String },
     #[error("repository {location} is append-only: {operation} would delete or rewrite data, which no client may do")]
     AppendOnly { location: String, operation: String },
     #[error("refusing to remove key slot {slot}: it is the last one that can open the repository; add another with 'snapguard key add' first")]

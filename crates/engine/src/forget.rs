@@ -149,6 +149,13 @@ pub fn execute(repo: &Repository, decisions: &[ForgetDecision], now: Timestamp) 
     repo.ensure_lock_fresh()?;
     let (views, _) = crate::annotate::views(repo)?;
     let annotations = crate::annotate::load(repo)?;
+    // S3 Object Lock: refuse before anything is deleted.
+    let doomed: Vec<SnapshotId> = decisions
+        .iter()
+        .filter(|d| !d.keep)
+        .filter_map(|d| SnapshotId::from_hex(&d.id).ok())
+        .collect();
+    crate::object_lock::refuse_retained_snapshots(repo, &doomed)?;
     let mut removed = 0;
     for d in decisions.iter().filter(|d| !d.keep) {
         let Ok(id) = SnapshotId::from_hex(&d.id) else {
@@ -170,7 +177,11 @@ pub fn execute(repo: &Repository, decisions: &[ForgetDecision], now: Timestamp) 
         }
         match repo.backend().remove(FileType::Snapshot, &d.id) {
             Ok(()) | Err(BackendError::NotFound { .. }) => removed += 1,
-            Err(e) => return Err(repo.backend_err()(e)),
+            Err(e) => {
+                let what = format!("snapshot {} (snapshots/{})", id.short(), d.id);
+                return Err(crate::object_lock::locked_error(what, e)
+                    .unwrap_or_else(|e| repo.backend_err()(e)));
+            }
         }
         for (aid, _) in annotations.get(&id).map(Vec::as_slice).unwrap_or(&[]) {
             let _ = repo.backend().remove(FileType::Annotation, &aid.to_hex());

@@ -62,6 +62,15 @@ pub struct PrunePlan {
     pub bytes_to_repack: u64,
     pub bytes_freed: u64,
     pub unused_after_percent: f64,
+    /// S3 Object Lock: packs that would be deleted or repacked but are still retained; they
+    /// stay as they are (see `object_lock`).
+    pub retained: Vec<crate::object_lock::RetainedObject>,
+    /// S3 Object Lock: every pack whose retention has not ended, with its date.
+    #[serde(skip)]
+    retained_until: HashMap<String, std::time::SystemTime>,
+    /// S3 Object Lock: superseded index files still retained.
+    #[serde(skip)]
+    retained_superseded: usize,
     #[serde(skip)]
     index_ids: Vec<IndexId>,
     #[serde(skip)]
@@ -73,7 +82,10 @@ pub struct PrunePlan {
 impl PrunePlan {
     /// Whether executing would change anything.
     pub fn is_noop(&self) -> bool {
-        self.packs.iter().all(|p| p.action == "keep") && self.index_ids.len() <= 1
+        // Superseded index files S3 Object Lock still retains cannot be deleted: writing yet
+        // another index would only add one more.
+        self.packs.iter().all(|p| p.action == "keep")
+            && self.index_ids.len() - self.retained_superseded.min(self.index_ids.len()) <= 1
     }
 }
 
@@ -153,8 +165,17 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
     let mut plan = PrunePlan {
         snapshots,
         index_ids,
+        retained_until: crate::object_lock::retained_packs(repo)?,
         ..Default::default()
     };
+    let superseded_names = plan
+        .index_ids
+        .iter()
+        .filter(|id| superseded.contains(id))
+        .map(|id| id.to_hex())
+        .collect();
+    plan.retained_superseded =
+        crate::object_lock::retained(repo, FileType::Index, superseded_names)?.len();
     // A blob stored twice counts as used only in the first pack that has it.
     let mut claimed: HashSet<BlobId> = HashSet::new();
     let mut candidates = Vec::new();
@@ -180,7 +201,18 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
             }
         }
         total += p.size;
-        if pp.used_blobs == 0 {
+        if let Some(until) = plan
+            .retained_until
+            .get(&pp.pack)
+            .filter(|_| pp.used_blobs == 0)
+        {
+            // S3 Object Lock: not deleted while retained; a later prune will.
+            plan.retained.push(crate::object_lock::RetainedObject::new(
+                FileType::Pack,
+                pp.pack.clone(),
+                crate::object_lock::fmt_until(*until),
+            ));
+        } else if pp.used_blobs == 0 {
             pp.action = "delete";
             plan.bytes_freed += p.size;
         } else if pp.unused_blobs > 0 {
@@ -202,6 +234,16 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
             break;
         }
         let p = &mut plan.packs[i];
+        if let Some(until) = plan.retained_until.get(&p.pack) {
+            // S3 Object Lock: repacking could not delete it, and would move a locked
+            // snapshot's blobs into packs without its retention.
+            plan.retained.push(crate::object_lock::RetainedObject::new(
+                FileType::Pack,
+                p.pack.clone(),
+                crate::object_lock::fmt_until(*until),
+            ));
+            continue;
+        }
         if let Some(max) = opts.max_repack_bytes {
             if plan.bytes_to_repack + p.used_bytes > max {
                 continue;
@@ -220,7 +262,17 @@ pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
         .list(FileType::Pack)
         .map_err(repo.backend_err())?
     {
-        if !known.contains(&name) {
+        if let Some(until) = plan
+            .retained_until
+            .get(&name)
+            .filter(|_| !known.contains(&name))
+        {
+            plan.retained.push(crate::object_lock::RetainedObject::new(
+                FileType::Pack,
+                name,
+                crate::object_lock::fmt_until(*until),
+            ));
+        } else if !known.contains(&name) {
             plan.bytes_freed += size;
             plan.packs.push(PackPlan {
                 pack: name,
@@ -257,6 +309,9 @@ pub struct PruneStats {
     pub packs_written: u64,
     pub blobs_repacked: u64,
     pub index_files_replaced: u64,
+    /// Objects left in place because S3 Object Lock still retains them (a later prune
+    /// deletes them once their retention has ended).
+    pub retained: Vec<crate::object_lock::RetainedObject>,
 }
 
 /// Execute a plan. The caller must hold an exclusive lock taken before the plan was made.
@@ -353,12 +408,23 @@ pub fn execute_with_progress(
     // our exclusive lock is unquestionably ours.
     repo.ensure_lock_fresh()?;
     let old = plan.index_ids.clone();
-    repo.write_index_superseding(kept, old.clone())?;
+    let kept_names: Vec<String> = kept.iter().map(|p| p.id.to_hex()).collect();
+    let new_index = repo.write_index_superseding(kept, old.clone())?;
+    crate::object_lock::cover_index(repo, new_index, &kept_names, &plan.retained_until)?;
     // 3. Old index files go before any pack, so no index ever lists a deleted pack.
     for id in &old {
         match repo.backend().remove(FileType::Index, &id.to_hex()) {
             Ok(()) | Err(snapguard_backend::BackendError::NotFound { .. }) => {
                 stats.index_files_replaced += 1
+            }
+            // Superseded by the new index, so harmless where it is.
+            Err(snapguard_backend::BackendError::RetentionLocked { until, .. }) => {
+                stats.index_files_replaced += 1;
+                stats.retained.push(crate::object_lock::RetainedObject::new(
+                    FileType::Index,
+                    id.to_hex(),
+                    until,
+                ));
             }
             Err(e) => return Err(repo.backend_err()(e)),
         }
@@ -375,6 +441,15 @@ pub fn execute_with_progress(
             match repo.backend().remove(FileType::Pack, &p.pack) {
                 Ok(()) | Err(snapguard_backend::BackendError::NotFound { .. }) => {
                     stats.packs_deleted += 1
+                }
+                // In no index any more: a later prune finds it as unreferenced and deletes it
+                // once the retention has ended.
+                Err(snapguard_backend::BackendError::RetentionLocked { until, .. }) => {
+                    stats.retained.push(crate::object_lock::RetainedObject::new(
+                        FileType::Pack,
+                        p.pack.clone(),
+                        until,
+                    ))
                 }
                 Err(e) => return Err(repo.backend_err()(e)),
             }

@@ -20,8 +20,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use zeroize::Zeroizing;
 
-/// Feature bits this version understands (none yet).
-const KNOWN_INCOMPAT: u64 = 0;
+/// Feature bits this version understands.
+const KNOWN_INCOMPAT: u64 = snapguard_format::INCOMPAT_OBJECT_LOCK;
 const KNOWN_RO_COMPAT: u64 = snapguard_format::RO_COMPAT_APPEND_ONLY;
 
 /// A secret that may open a key slot.
@@ -112,6 +112,10 @@ pub struct Repository {
     index_errors: Vec<Error>,
     /// Where the on-disk index segments live (None: the index is kept in memory).
     cache_dir: Option<PathBuf>,
+    /// Sealed copies of snapshots, annotations and trees (see [`crate::metacache`]).
+    meta_cache: Option<crate::metacache::MetaCache>,
+    /// Reads to keep in flight where work can be spread (0: by CPU count).
+    read_parallelism: usize,
     /// Freshness of the lock this session holds, checked before every commit point.
     lock_refreshed: std::sync::Mutex<Option<Arc<std::sync::Mutex<std::time::Instant>>>>,
     slot: SlotId,
@@ -177,6 +181,8 @@ impl Repository {
             index: Index::default(),
             index_errors: Vec::new(),
             cache_dir: None,
+            meta_cache: None,
+            read_parallelism: 0,
             lock_refreshed: std::sync::Mutex::new(None),
             slot,
         }
@@ -187,6 +193,30 @@ impl Repository {
         backend: Arc<dyn Backend>,
         secret: &Secret,
         opts: &InitOptions,
+    ) -> Result<Repository> {
+        Self::init_with_keys(backend, secret, opts, None)
+    }
+
+    /// Create a new repository sharing `from`'s key bundle, cipher and chunker parameters (but
+    /// with its own repository id and key slot), so that `snapguard copy` can move sealed
+    /// blobs and whole packs between the two without decrypting them (see `copy`).
+    pub fn init_sharing_keys(
+        backend: Arc<dyn Backend>,
+        secret: &Secret,
+        opts: &InitOptions,
+        from: &Repository,
+    ) -> Result<Repository> {
+        let mut opts = opts.clone();
+        opts.cipher = from.cipher();
+        let shared = (from.crypt.bundle.clone(), from.config.clone());
+        Self::init_with_keys(backend, secret, &opts, Some(shared))
+    }
+
+    fn init_with_keys(
+        backend: Arc<dyn Backend>,
+        secret: &Secret,
+        opts: &InitOptions,
+        shared: Option<(KeyBundle, ConfigFile)>,
     ) -> Result<Repository> {
         match backend.read(FileType::Config, "config") {
             Ok(_) => {
@@ -217,14 +247,27 @@ impl Repository {
             .validate()
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
         backend.create().map_err(backend_err(&*backend))?;
-        let bundle = KeyBundle::generate(&mut rand_core::OsRng);
+        let (bundle, from_config) = match shared {
+            Some((bundle, config)) => (bundle, Some(config)),
+            None => (KeyBundle::generate(&mut rand_core::OsRng), None),
+        };
         let crypt = Crypt::new(bundle, opts.cipher);
         let repo_id = RepoId(random_bytes(&mut rand_core::OsRng));
-        let avg = opts.chunk_avg.unwrap_or(1 << 20);
-        let chunker = snapguard_chunker::ChunkerParams {
-            min_size: avg as usize / 2,
-            avg_size: avg as usize,
-            max_size: (avg as usize).saturating_mul(8),
+        let avg = from_config
+            .as_ref()
+            .map(|c| c.chunker_avg)
+            .unwrap_or(opts.chunk_avg.unwrap_or(1 << 20));
+        let chunker = match &from_config {
+            Some(c) => snapguard_chunker::ChunkerParams {
+                min_size: c.chunker_min as usize,
+                avg_size: c.chunker_avg as usize,
+                max_size: c.chunker_max as usize,
+            },
+            None => snapguard_chunker::ChunkerParams {
+                min_size: avg as usize / 2,
+                avg_size: avg as usize,
+                max_size: (avg as usize).saturating_mul(8),
+            },
         };
         chunker
             .validate()
@@ -243,10 +286,17 @@ impl Repository {
             chunker_max: chunker.max_size as u32,
             pack_target_size: opts.pack_target_size,
             compression_level: opts.compression_level,
+            // Armed by `object_lock::prepare_init` before init, or None.
+            object_lock: crate::object_lock::armed_settings(&*backend),
         };
         let header = ConfigHeader {
             version: FORMAT_VERSION,
             features: FeatureFlags {
+                incompat: if config.object_lock.is_some() {
+                    snapguard_format::INCOMPAT_OBJECT_LOCK
+                } else {
+                    0
+                },
                 ro_compat: if opts.append_only {
                     snapguard_format::RO_COMPAT_APPEND_ONLY
                 } else {
@@ -333,6 +383,7 @@ impl Repository {
                 slots: slots.len(),
             }));
         };
+        crate::object_lock::arm(&*backend, &header, &config)?;
         Ok(Repository::assemble(backend, crypt, config, header, slot))
     }
 
@@ -483,6 +534,7 @@ impl Repository {
                 Ok(index) => {
                     self.index = index;
                     self.index_errors.extend(errors);
+                    crate::metacache::sweep_trees(self);
                     return Ok(());
                 }
                 Err(crate::index::cache::LoadError::Repo(e)) => return Err(e),
@@ -516,6 +568,7 @@ impl Repository {
             }
         }
         self.index = index;
+        crate::metacache::sweep_trees(self);
         Ok(())
     }
 
@@ -541,6 +594,26 @@ impl Repository {
     /// [`Repository::load_index`] on. `None` keeps it in memory.
     pub fn set_cache_dir(&mut self, dir: Option<PathBuf>) {
         self.cache_dir = dir;
+    }
+
+    /// Keep sealed copies of snapshots, annotations and (if `cache.trees`) tree blobs in a
+    /// [`crate::metacache::MetaCache`]; `None` reads them from the repository every time.
+    pub fn set_meta_cache(&mut self, cache: Option<crate::metacache::MetaCache>) {
+        self.meta_cache = cache;
+    }
+
+    pub(crate) fn meta_cache(&self) -> Option<&crate::metacache::MetaCache> {
+        self.meta_cache.as_ref()
+    }
+
+    /// Keep up to `n` reads in flight where the work allows (restore's data phase); for remote
+    /// repositories, where a read waits for a round trip rather than the CPU. 0: one per core.
+    pub fn set_read_parallelism(&mut self, n: usize) {
+        self.read_parallelism = n;
+    }
+
+    pub(crate) fn read_parallelism(&self) -> usize {
+        self.read_parallelism
     }
 
     /// Record packs this session wrote (already listed in index files on disk).
@@ -626,12 +699,35 @@ impl Repository {
 
     /// Read, open and verify one blob.
     pub fn read_blob(&self, id: &BlobId) -> Result<Vec<u8>> {
-        let loc = self.index.get(id)?.ok_or_else(|| {
+        let loc = self.locate(id)?;
+        self.read_located(id, &loc)
+    }
+
+    fn locate(&self, id: &BlobId) -> Result<crate::index::BlobLocation> {
+        self.index.get(id)?.ok_or_else(|| {
             Error::corrupt(
                 format!("blob {id}"),
                 "not in the index (missing data; run 'snapguard check')",
             )
-        })?;
+        })
+    }
+
+    /// Read, open and verify blob `id` stored at `loc`.
+    pub(crate) fn read_located(
+        &self,
+        id: &BlobId,
+        loc: &crate::index::BlobLocation,
+    ) -> Result<Vec<u8>> {
+        let sealed = self.read_sealed(id, loc)?;
+        self.open_located(loc, &sealed)
+    }
+
+    /// The sealed bytes of blob `id` stored at `loc`, as its pack holds them.
+    pub(crate) fn read_sealed(
+        &self,
+        id: &BlobId,
+        loc: &crate::index::BlobLocation,
+    ) -> Result<Vec<u8>> {
         let name = loc.pack.to_hex();
         let sealed = self
             .backend
@@ -650,10 +746,19 @@ impl Repository {
                 }
                 other => self.backend_err()(other),
             })?;
+        Ok(sealed)
+    }
+
+    /// Open and verify the sealed bytes of the blob stored at `loc`.
+    pub(crate) fn open_located(
+        &self,
+        loc: &crate::index::BlobLocation,
+        sealed: &[u8],
+    ) -> Result<Vec<u8>> {
         let cipher = Cipher::from_code(loc.cipher_code)
             .map_err(|e| Error::corrupt(format!("pack {}", loc.pack), e))?;
         let key = self.crypt.pack_key(&loc.pack, loc.epoch, cipher)?;
-        self.crypt.open_blob(&loc.pack, &key, &loc.blob, &sealed)
+        self.crypt.open_blob(&loc.pack, &key, &loc.blob, sealed)
     }
 
     /// Read a whole pack and open its header (used by `cat pack` and verification).
@@ -671,15 +776,14 @@ impl Repository {
     /// Read and decode a tree.
     pub fn read_tree(&self, id: &TreeId) -> Result<Tree> {
         let blob = BlobId::from(*id);
-        if let Some(loc) = self.index.get(&blob)? {
-            if loc.blob.kind != BlobType::Tree {
-                return Err(Error::corrupt(
-                    format!("tree {id}"),
-                    "index says it is a data blob",
-                ));
-            }
+        let loc = self.locate(&blob)?;
+        if loc.blob.kind != BlobType::Tree {
+            return Err(Error::corrupt(
+                format!("tree {id}"),
+                "index says it is a data blob",
+            ));
         }
-        let bytes = self.read_blob(&blob)?;
+        let bytes = crate::metacache::read_tree_blob(self, &blob, &loc)?;
         Tree::decode(&bytes).map_err(|e| Error::corrupt(format!("tree {id}"), e))
     }
 
@@ -694,6 +798,7 @@ impl Repository {
         self.backend
             .write(FileType::Snapshot, &id.to_hex(), &bytes)
             .map_err(self.backend_err())?;
+        crate::metacache::remember_object(self, FileType::Snapshot, &id.to_hex(), &bytes);
         Ok(id)
     }
 
@@ -701,13 +806,14 @@ impl Repository {
     pub fn load_snapshot(&self, id: &SnapshotId) -> Result<SnapshotFile> {
         let name = id.to_hex();
         let object = format!("snapshot {name} (snapshots/{name})");
-        let bytes = self
-            .backend
-            .read(FileType::Snapshot, &name)
-            .map_err(self.backend_err())?;
-        let plain = self
-            .crypt
-            .open_object(ObjectKind::Snapshot, &id.0, &bytes, &object)?;
+        let plain = crate::metacache::read_object(
+            self,
+            FileType::Snapshot,
+            ObjectKind::Snapshot,
+            &id.0,
+            &name,
+            &object,
+        )?;
         SnapshotFile::decode(&plain).map_err(|e| Error::corrupt(&object, e))
     }
 
@@ -724,11 +830,16 @@ impl Repository {
     pub fn list_snapshots_report(&self) -> Result<(SnapshotList, Vec<Error>)> {
         let mut out = Vec::new();
         let mut errors = Vec::new();
-        for (name, _) in self
+        let listing = self
             .backend
             .list(FileType::Snapshot)
-            .map_err(self.backend_err())?
-        {
+            .map_err(self.backend_err())?;
+        crate::metacache::retain_listed(
+            self,
+            FileType::Snapshot,
+            listing.iter().map(|(n, _)| n.as_str()),
+        );
+        for (name, _) in listing {
             let loaded = SnapshotId::from_hex(&name)
                 .map_err(|e| Error::corrupt(format!("snapshots/{name}"), e))
                 .and_then(|id| Ok((id, self.load_snapshot(&id)?)));

@@ -567,7 +567,21 @@ fn backup_interrupted_at_every_operation() -> TestResult {
         let work = s.fx.path("attempt")?;
         let (f, r) = faulty_backup(&s, &work, |f| f.fail_after(k))?;
         let label = format!("backup, fail_after({k}) [{}]", describe(&f.journal(), k));
-        assert!(f.injected() > 0, "{label}: the fault was never hit");
+        if f.injected() == 0 {
+            // Which small blobs share a pack depends on the order the compression threads
+            // finish in, so a run may need fewer operations than the dry run: this one ended
+            // before operation `k` and must simply have succeeded, exactly.
+            assert!(
+                f.operations() <= k,
+                "{label}: the fault was never hit in {} operations",
+                f.operations()
+            );
+            assert!(r.is_ok(), "{label}: no fault, yet the backup failed: {r:?}");
+            let extra = verify_consistent(&work, &expect, &label)?;
+            assert_eq!(extra.len(), 1, "{label}: snapshot B missing");
+            std::fs::remove_dir_all(&work)?;
+            continue;
+        }
         let extra = verify_consistent(&work, &expect, &label)?;
         // The snapshot is the commit point: it exists exactly if its write was reached.
         let snapshot_written = f

@@ -16,6 +16,10 @@ pub const CONFIG_MAGIC: &[u8; 8] = b"SGCONFIG";
 /// The repository format version this code writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
 const CONFIG_BODY_VERSION: u8 = 1;
+/// Body version of a repository with S3 Object Lock: version 1's fields, then
+/// [`ObjectLockSettings`]. Repositories without Object Lock keep writing version 1, so every
+/// older client still reads them.
+const CONFIG_BODY_VERSION_OBJECT_LOCK: u8 = 2;
 /// Length of the plaintext header.
 pub const CONFIG_HEADER_LEN: usize = 8 + 4 + 8 * 3 + 1 + 32 + 32;
 
@@ -30,6 +34,30 @@ pub struct FeatureFlags {
 /// `ro_compat` bit: the repository is append-only. Clients that know it refuse every deletion
 /// and rewrite; clients that do not know it must open the repository read-only.
 pub const RO_COMPAT_APPEND_ONLY: u64 = 1;
+
+/// `incompat` bit: the repository lives in an S3 bucket with Object Lock and every object it
+/// stores carries a retention ([`ConfigFile::object_lock`]). Incompatible, not read-only
+/// compatible: an older client could not decode the config body (version 2), and a writer that
+/// did not know the bit would store objects without retention and send deletions for retained
+/// ones (which on a versioned bucket only hide them behind delete markers).
+pub const INCOMPAT_OBJECT_LOCK: u64 = 1;
+
+/// Which S3 Object Lock retention mode new objects get.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ObjectLockMode {
+    /// Can be shortened or lifted by users holding `s3:BypassGovernanceRetention`.
+    Governance,
+    /// Cannot be shortened or lifted by anyone before it ends.
+    Compliance,
+}
+
+/// The repository's Object Lock settings, which every client applies to what it writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectLockSettings {
+    pub mode: ObjectLockMode,
+    /// Every object is retained for this many seconds after it is written.
+    pub retention_secs: u64,
+}
 
 /// The plaintext header of `config`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -113,14 +141,85 @@ pub struct ConfigFile {
     pub pack_target_size: u32,
     /// zstd level used by default for new blobs.
     pub compression_level: i32,
+    /// S3 Object Lock (None: off). Stored only in body version 2.
+    #[serde(default)]
+    pub object_lock: Option<ObjectLockSettings>,
+}
+
+/// Body version 1 (and the first part of version 2), field for field.
+#[derive(Serialize, Deserialize)]
+struct BodyV1 {
+    repo_id: RepoId,
+    created: Timestamp,
+    chunker_min: u32,
+    chunker_avg: u32,
+    chunker_max: u32,
+    pack_target_size: u32,
+    compression_level: i32,
+}
+
+/// Body version 2: version 1 followed by the Object Lock settings.
+#[derive(Serialize, Deserialize)]
+struct BodyV2 {
+    v1: BodyV1,
+    object_lock: ObjectLockSettings,
 }
 
 impl ConfigFile {
+    fn v1(&self) -> BodyV1 {
+        BodyV1 {
+            repo_id: self.repo_id,
+            created: self.created,
+            chunker_min: self.chunker_min,
+            chunker_avg: self.chunker_avg,
+            chunker_max: self.chunker_max,
+            pack_target_size: self.pack_target_size,
+            compression_level: self.compression_level,
+        }
+    }
+
+    fn from_v1(b: BodyV1, object_lock: Option<ObjectLockSettings>) -> ConfigFile {
+        ConfigFile {
+            repo_id: b.repo_id,
+            created: b.created,
+            chunker_min: b.chunker_min,
+            chunker_avg: b.chunker_avg,
+            chunker_max: b.chunker_max,
+            pack_target_size: b.pack_target_size,
+            compression_level: b.compression_level,
+            object_lock,
+        }
+    }
+
     pub fn encode(&self) -> Vec<u8> {
-        encode_versioned(CONFIG_BODY_VERSION, self)
+        match self.object_lock {
+            None => encode_versioned(CONFIG_BODY_VERSION, &self.v1()),
+            Some(object_lock) => encode_versioned(
+                CONFIG_BODY_VERSION_OBJECT_LOCK,
+                &BodyV2 {
+                    v1: self.v1(),
+                    object_lock,
+                },
+            ),
+        }
     }
     pub fn decode(bytes: &[u8]) -> Result<ConfigFile, FormatError> {
-        let c: ConfigFile = decode_versioned("config", CONFIG_BODY_VERSION, bytes)?;
+        let c = match bytes.first() {
+            Some(&CONFIG_BODY_VERSION_OBJECT_LOCK) => {
+                let b: BodyV2 = decode_versioned("config", CONFIG_BODY_VERSION_OBJECT_LOCK, bytes)?;
+                if b.object_lock.retention_secs == 0 {
+                    return Err(FormatError::Malformed {
+                        what: "config",
+                        detail: "object lock retention of 0 seconds".into(),
+                    });
+                }
+                ConfigFile::from_v1(b.v1, Some(b.object_lock))
+            }
+            _ => ConfigFile::from_v1(
+                decode_versioned("config", CONFIG_BODY_VERSION, bytes)?,
+                None,
+            ),
+        };
         let ok = c.chunker_min >= 64
             && c.chunker_min < c.chunker_avg
             && c.chunker_avg < c.chunker_max
@@ -164,12 +263,68 @@ mod tests {
         }
 
         #[test]
-        fn body_round_trip(secs in any::<i64>(), level in -5i32..22) {
+        fn body_round_trip(secs in any::<i64>(), level in -5i32..22,
+                           lock in proptest::option::of((any::<bool>(), 1u64..u64::MAX))) {
+            let object_lock = lock.map(|(compliance, retention_secs)| ObjectLockSettings {
+                mode: if compliance { ObjectLockMode::Compliance } else { ObjectLockMode::Governance },
+                retention_secs,
+            });
             let c = ConfigFile { repo_id: RepoId([7; 32]), created: Timestamp { secs, nanos: 5 },
                 chunker_min: 512 << 10, chunker_avg: 1 << 20, chunker_max: 8 << 20,
-                pack_target_size: 16 << 20, compression_level: level };
-            prop_assert_eq!(ConfigFile::decode(&c.encode()), Ok(c));
+                pack_target_size: 16 << 20, compression_level: level, object_lock };
+            let bytes = c.encode();
+            // Without Object Lock the body stays version 1, readable by every older client.
+            prop_assert_eq!(bytes[0], if object_lock.is_some() { 2 } else { 1 });
+            prop_assert_eq!(ConfigFile::decode(&bytes), Ok(c));
         }
+    }
+
+    /// A version 1 body as every release before Object Lock wrote it still decodes, and the
+    /// bytes of a repository without Object Lock are unchanged.
+    #[test]
+    fn version_1_body_is_unchanged() {
+        let c = ConfigFile {
+            repo_id: RepoId([1; 32]),
+            created: Timestamp {
+                secs: 1_700_000_000,
+                nanos: 0,
+            },
+            chunker_min: 512 << 10,
+            chunker_avg: 1 << 20,
+            chunker_max: 8 << 20,
+            pack_target_size: 16 << 20,
+            compression_level: 3,
+            object_lock: None,
+        };
+        let old = encode_versioned(CONFIG_BODY_VERSION, &c.v1());
+        assert_eq!(c.encode(), old);
+        assert_eq!(ConfigFile::decode(&old), Ok(c.clone()));
+        // Version 2 is version 1's bytes plus the settings.
+        let locked = ConfigFile {
+            object_lock: Some(ObjectLockSettings {
+                mode: ObjectLockMode::Compliance,
+                retention_secs: 86_400,
+            }),
+            ..c.clone()
+        };
+        let v2 = locked.encode();
+        assert_eq!(v2[0], 2);
+        // The test vector of docs/design/repository-format.md: compliance, 30 days.
+        let month = ConfigFile {
+            object_lock: Some(ObjectLockSettings {
+                mode: ObjectLockMode::Compliance,
+                retention_secs: 30 * 86_400,
+            }),
+            ..c.clone()
+        };
+        assert!(month.encode().ends_with(&[0x01, 0x80, 0x9a, 0x9e, 0x01]));
+        assert_eq!(&v2[1..old.len()], &old[1..]);
+        let mut zero = v2.clone();
+        // retention_secs is the last varint: 86400 = 0x80 0xa3 0x05.
+        let n = zero.len();
+        zero.truncate(n - 3);
+        zero.push(0);
+        assert!(ConfigFile::decode(&zero).is_err());
     }
 
     #[test]

@@ -21,7 +21,8 @@ mod tree;
 
 pub use annotation::AnnotationFile;
 pub use config::{
-    ConfigFile, ConfigHeader, FeatureFlags, CONFIG_MAGIC, FORMAT_VERSION, RO_COMPAT_APPEND_ONLY,
+    ConfigFile, ConfigHeader, FeatureFlags, ObjectLockMode, ObjectLockSettings, CONFIG_MAGIC,
+    FORMAT_VERSION, INCOMPAT_OBJECT_LOCK, RO_COMPAT_APPEND_ONLY,
 };
 pub use envelope::{
     EnvelopeHeader, ObjectKind, PackTrailer, ENVELOPE_HEADER_LEN, ENVELOPE_MAGIC, PACK_MAGIC,
@@ -31,7 +32,7 @@ pub use error::FormatError;
 pub use id::{AnnotationId, BlobId, IndexId, LockId, PackId, RepoId, SlotId, SnapshotId, TreeId};
 pub use index::{BlobType, Compression, IndexFile, IndexPack, PackBlob, PackHeader};
 pub use lock::LockFile;
-pub use snapshot::{BtrfsOrigin, SnapshotFile, SnapshotSource, SnapshotSummary};
+pub use snapshot::{BtrfsOrigin, CopyOrigin, SnapshotFile, SnapshotSource, SnapshotSummary};
 pub use tree::{
     ContentPart, Node, NodeKind, Timestamp, Tree, Xattr, NODE_CHANGED_WHILE_READ, NODE_READ_ERROR,
 };

@@ -1,12 +1,16 @@
 //! Snapshot records: the commit point of a backup, pointing at a root tree.
 
-use crate::{decode_versioned, encode_versioned, FormatError, SnapshotId, Timestamp, TreeId};
+use crate::{
+    decode_versioned, encode_versioned, FormatError, RepoId, SnapshotId, Timestamp, TreeId,
+};
 use serde::{Deserialize, Serialize};
 
 /// Version 1 had no `source`; it is still written when there is none, so that older SnapGuard
-/// versions keep reading those snapshots.
+/// versions keep reading those snapshots. Version 2 had no `copied_from`, and is likewise still
+/// written for snapshots that are not copies.
 const SNAPSHOT_VERSION_1: u8 = 1;
-const SNAPSHOT_VERSION: u8 = 2;
+const SNAPSHOT_VERSION_2: u8 = 2;
+const SNAPSHOT_VERSION: u8 = 3;
 
 /// Counters recorded at the end of a backup.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -46,6 +50,22 @@ pub struct SnapshotFile {
     pub summary: Option<SnapshotSummary>,
     /// How the source was captured, when it was more than a walk of the live files (version 2).
     pub source: Option<SnapshotSource>,
+    /// Set on a snapshot written by `snapguard copy`: which snapshot it is a copy of (version 3).
+    pub copied_from: Option<CopyOrigin>,
+}
+
+/// Where a copied snapshot came from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopyOrigin {
+    /// The original snapshot: the one first backed up, also when this is a copy of a copy (so
+    /// a copy is recognised in every repository of a chain).
+    pub snapshot: SnapshotId,
+    /// The repository the original snapshot was backed up into.
+    pub repository: RepoId,
+    /// The snapshot this one was copied from directly (equal to `snapshot` for a first copy).
+    pub source: SnapshotId,
+    /// The repository it was copied from directly.
+    pub source_repository: RepoId,
 }
 
 /// How the files of a snapshot were captured.
@@ -97,6 +117,42 @@ struct SnapshotFileV1 {
     summary: Option<SnapshotSummary>,
 }
 
+/// Version 2 of [`SnapshotFile`]: the same without `copied_from`.
+#[derive(Deserialize)]
+struct SnapshotFileV2 {
+    time: Timestamp,
+    tree: TreeId,
+    paths: Vec<serde_bytes::ByteBuf>,
+    hostname: String,
+    username: String,
+    uid: u32,
+    gid: u32,
+    tags: Vec<String>,
+    parent: Option<SnapshotId>,
+    excludes: Vec<String>,
+    program_version: String,
+    summary: Option<SnapshotSummary>,
+    source: Option<SnapshotSource>,
+}
+
+/// Version 2's encoding of a snapshot without `copied_from` (borrowing, for `encode`).
+#[derive(Serialize)]
+struct SnapshotFileV2Ref<'a> {
+    time: &'a Timestamp,
+    tree: &'a TreeId,
+    paths: &'a Vec<serde_bytes::ByteBuf>,
+    hostname: &'a String,
+    username: &'a String,
+    uid: u32,
+    gid: u32,
+    tags: &'a Vec<String>,
+    parent: &'a Option<SnapshotId>,
+    excludes: &'a Vec<String>,
+    program_version: &'a String,
+    summary: &'a Option<SnapshotSummary>,
+    source: &'a Option<SnapshotSource>,
+}
+
 /// Version 1's encoding of a snapshot without `source` (borrowing, for `encode`).
 #[derive(Serialize)]
 struct SnapshotFileV1Ref<'a> {
@@ -116,8 +172,28 @@ struct SnapshotFileV1Ref<'a> {
 
 impl SnapshotFile {
     pub fn encode(&self) -> Vec<u8> {
-        if self.source.is_some() {
+        if self.copied_from.is_some() {
             return encode_versioned(SNAPSHOT_VERSION, self);
+        }
+        if self.source.is_some() {
+            return encode_versioned(
+                SNAPSHOT_VERSION_2,
+                &SnapshotFileV2Ref {
+                    time: &self.time,
+                    tree: &self.tree,
+                    paths: &self.paths,
+                    hostname: &self.hostname,
+                    username: &self.username,
+                    uid: self.uid,
+                    gid: self.gid,
+                    tags: &self.tags,
+                    parent: &self.parent,
+                    excludes: &self.excludes,
+                    program_version: &self.program_version,
+                    summary: &self.summary,
+                    source: &self.source,
+                },
+            );
         }
         encode_versioned(
             SNAPSHOT_VERSION_1,
@@ -154,6 +230,25 @@ impl SnapshotFile {
                 program_version: v.program_version,
                 summary: v.summary,
                 source: None,
+                copied_from: None,
+            }
+        } else if bytes.first() == Some(&SNAPSHOT_VERSION_2) {
+            let v: SnapshotFileV2 = decode_versioned("snapshot", SNAPSHOT_VERSION_2, bytes)?;
+            SnapshotFile {
+                time: v.time,
+                tree: v.tree,
+                paths: v.paths,
+                hostname: v.hostname,
+                username: v.username,
+                uid: v.uid,
+                gid: v.gid,
+                tags: v.tags,
+                parent: v.parent,
+                excludes: v.excludes,
+                program_version: v.program_version,
+                summary: v.summary,
+                source: v.source,
+                copied_from: None,
             }
         } else {
             decode_versioned("snapshot", SNAPSHOT_VERSION, bytes)?
@@ -186,7 +281,8 @@ mod tests {
                       host in ".{0,20}", tags in proptest::collection::vec(".{0,10}", 0..4),
                       paths in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..30), 0..4),
                       parent in proptest::option::of(any::<[u8; 32]>()), files in any::<u64>(),
-                      btrfs in proptest::option::of((any::<[u8; 16]>(), any::<u64>(), proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..10), 0..3), proptest::option::of((".{0,8}", any::<u32>()))))) {
+                      btrfs in proptest::option::of((any::<[u8; 16]>(), any::<u64>(), proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..10), 0..3), proptest::option::of((".{0,8}", any::<u32>())))),
+                      copied in proptest::option::of((any::<[u8; 32]>(), any::<[u8; 32]>(), any::<[u8; 32]>(), any::<[u8; 32]>()))) {
             let s = SnapshotFile {
                 time: Timestamp { secs, nanos }, tree: TreeId(tree),
                 paths: paths.into_iter().map(serde_bytes::ByteBuf::from).collect(),
@@ -202,10 +298,16 @@ mod tests {
                         local, walk_key: [3; 32],
                     }],
                 }),
+                copied_from: copied.map(|(a, b, c, d)| CopyOrigin {
+                    snapshot: SnapshotId(a), repository: RepoId(b), source: SnapshotId(c),
+                    source_repository: RepoId(d),
+                }),
             };
             let bytes = s.encode();
-            // Without a source the snapshot stays in version 1, readable by older versions.
-            prop_assert_eq!(bytes[0], if s.source.is_some() { 2 } else { 1 });
+            // Without a source the snapshot stays in version 1, readable by older versions;
+            // only copies need version 3.
+            let expected = if s.copied_from.is_some() { 3 } else if s.source.is_some() { 2 } else { 1 };
+            prop_assert_eq!(bytes[0], expected);
             prop_assert_eq!(SnapshotFile::decode(&bytes), Ok(s));
         }
 

@@ -261,6 +261,7 @@ mod tests {
             program_version: "t".into(),
             summary: None,
             source: None,
+            copied_from: None,
         }
     }
 

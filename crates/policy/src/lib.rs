@@ -127,7 +127,9 @@
 mod apply;
 mod duration;
 mod group;
+pub mod jobs;
 mod local;
+pub mod schedule;
 mod types;
 
 pub use apply::apply;

@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 pub const ACCESS_KEY: &str = "snapguard-test-key";
 pub const SECRET_KEY: &str = "snapguard-test-secret";
 pub const BUCKET: &str = "snapguard-test";
+/// The server's domain for virtual-hosted-style requests (`BUCKET.DOMAIN`); tests make it
+/// resolve to 127.0.0.1 themselves.
+pub const DOMAIN: &str = "s3.snapguard.test";
 
 pub struct S3Server {
     child: Option<Child>,
@@ -90,6 +93,10 @@ impl S3Server {
         let child = Command::new(&self.binary)
             .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
             .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
+            // Requests to BUCKET.DOMAIN are virtual-hosted style; to 127.0.0.1, path style.
+            // (s3s compares the whole Host header, port included).
+            .arg("--domain")
+            .arg(format!("{DOMAIN}:{}", self.port))
             .arg(self.dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

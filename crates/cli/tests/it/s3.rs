@@ -3,7 +3,7 @@
 //! directory into the bucket, and the errors a user meets first.
 
 #[path = "../../../backend/tests/support/s3_server.rs"]
-mod s3_server;
+pub(crate) mod s3_server;
 
 use crate::support::cmd::{Sg, Ws, PASSWORD};
 use crate::support::compare::{assert_same, Opts, Tree};
@@ -228,4 +228,185 @@ fn s3_errors_name_the_bucket_and_say_what_to_do() {
     let out = sg_at(&ws, &server, "x", "cache").run(["--connections", "0", "snapshots"]);
     out.expect_code(2);
     assert!(out.stderr_str().contains("--connections"), "{out}");
+}
+
+/// Two hosts back up into one bucket at the same time, each with its own cache (as two
+/// machines would have), while a third host tries to prune: both backups succeed and restore
+/// bit-exact; the prune is refused with exit code 11 naming a holder (shared locks of the
+/// backups block its exclusive one, docs/design/locking.md), and once the backups are done a
+/// prune from the third host runs and leaves every snapshot whole.
+#[test]
+fn s3_two_hosts_back_up_concurrently_while_a_third_prunes() {
+    use crate::maintenance::{os, Bg};
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    let ws = Ws::new();
+    let host_a = sg_at(&ws, &server, "shared", "cache-a");
+    let host_b = sg_at(&ws, &server, "shared", "cache-b");
+    let host_c = sg_at(&ws, &server, "shared", "cache-c");
+    init(&host_a);
+    let repo_dir = server.bucket_dir().join("shared");
+
+    // Something for prune to do: an old snapshot, forgotten.
+    let old = ws.path("old");
+    let mut fx = Fixture::new(&old);
+    fx.random_file("old.bin", 3 << 20, 99);
+    fx.finish();
+    let gone = host_c.backup(&[&old], &["--host", "c"]);
+    gone.out.expect_code(0);
+    host_c.run(["forget", &gone.id]).expect_code(0);
+
+    let mut sources = Vec::new();
+    for (k, name) in ["a", "b"].into_iter().enumerate() {
+        let src = ws.path(format!("src-{name}"));
+        let mut fx = Fixture::new(&src);
+        varied::build(&mut fx);
+        fx.random_file("payload.bin", 6 << 20, 40 + k as u64);
+        sources.push((src, fx.finish()));
+    }
+    // Throttled to about 1.5 MiB/s each, so the backups overlap for seconds.
+    let spawn = |sg: &Sg, host: &str, src: &Path| {
+        Bg::spawn(
+            sg,
+            &[
+                os("--json"),
+                os("--limit-upload"),
+                os("1.5"),
+                os("backup"),
+                os("--host"),
+                os(host),
+                src.as_os_str(),
+            ],
+        )
+    };
+    let mut a = spawn(&host_a, "a", &sources[0].0);
+    let mut b = spawn(&host_b, "b", &sources[1].0);
+    // Wait until both hold their shared locks in the bucket, then prune from the third host.
+    let t0 = std::time::Instant::now();
+    while lock_objects(&repo_dir).len() < 2 {
+        assert!(
+            a.running() && b.running(),
+            "a backup ended before both held locks"
+        );
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(60),
+            "the backups never held two locks"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let prune = host_c.run(["prune", "--max-unused", "0"]);
+    prune.expect_code(11);
+    let err = prune.stderr_str();
+    assert!(
+        err.contains("locked") && err.contains("backup") && err.contains("snapguard unlock"),
+        "the refused prune does not name the holder and the way out\n{prune}"
+    );
+    assert!(
+        a.running() || b.running(),
+        "the prune did not overlap the backups; the test proves nothing"
+    );
+
+    let mut ids = Vec::new();
+    for (what, bg) in [("a", a), ("b", b)] {
+        let out = bg.finish();
+        crate::errors::no_panic(&out);
+        out.expect_code(0);
+        let id = out.json()["snapshot_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("backup {what}: no snapshot id\n{out}"))
+            .to_string();
+        ids.push(id);
+    }
+    assert!(lock_objects(&repo_dir).is_empty(), "locks left behind");
+
+    // Now the third host's prune runs, and removes the forgotten snapshot's data only.
+    let packs_before = count_files(&repo_dir.join("data"));
+    host_c.run(["prune", "--max-unused", "0"]).expect_code(0);
+    assert!(
+        count_files(&repo_dir.join("data")) < packs_before,
+        "prune removed nothing"
+    );
+    let mut listed = snapshot_ids(&host_c);
+    listed.sort();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(listed, want);
+    host_c.run(["check", "--read-data"]).expect_code(0);
+    // Each snapshot restores bit-exact, also from the other host.
+    for (k, (id, reader)) in ids.iter().zip([&host_b, &host_a]).enumerate() {
+        let (src, built) = &sources[k];
+        restore_and_compare(reader, &ws, id, src, built, &format!("restore-{k}"));
+    }
+}
+
+/// The lock objects of the repository at `root` in the server's bucket directory (none while
+/// the server has no `locks/` directory yet).
+fn lock_objects(root: &Path) -> Vec<String> {
+    match std::fs::read_dir(root.join("locks")) {
+        Ok(d) => d
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.'))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => panic!("read_dir {root:?}/locks: {e}"),
+    }
+}
+
+/// Virtual-hosted-style addressing (`--s3-virtual-host`): requests go to
+/// `BUCKET.s3.snapguard.test`, which resolves to 127.0.0.1 only inside a private mount
+/// namespace whose /etc/hosts says so. A full backup and restore work, and without the flag
+/// the same endpoint is reached path style.
+#[test]
+fn s3_virtual_host_style_requests_reach_the_bucket_by_name() {
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    if !crate::support::is_root() {
+        eprintln!("skipped: needs root for a private mount namespace with its own /etc/hosts");
+        return;
+    }
+    let ws = Ws::new();
+    let hosts = ws.path("hosts");
+    std::fs::write(
+        &hosts,
+        format!(
+            "127.0.0.1 localhost {d} {b}.{d}\n",
+            d = s3_server::DOMAIN,
+            b = s3_server::BUCKET
+        ),
+    )
+    .expect("hosts");
+    let endpoint = format!("http://{}:{}", s3_server::DOMAIN, server.port);
+    let with_hosts = |sg: Sg| Sg {
+        repo: PathBuf::from(format!("s3:{endpoint}/{}/vhost", s3_server::BUCKET)),
+        wrapper: [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            "mount --bind \"$0\" /etc/hosts && exec \"$@\"",
+        ]
+        .into_iter()
+        .map(Into::into)
+        .chain([hosts.clone().into_os_string()])
+        .collect(),
+        ..sg
+    };
+    let mut vhost = with_hosts(sg_at(&ws, &server, "unused", "cache-v"));
+    vhost
+        .extra_env
+        .push(("SNAPGUARD_S3_VIRTUAL_HOST".into(), "1".into()));
+    let (src, built) = varied_source(&ws);
+    init(&vhost);
+    let b = vhost.backup(&[&src], &[]);
+    b.out.expect_code(0);
+    restore_and_compare(&vhost, &ws, &b.id, &src, &built, "restore-vhost");
+    assert!(server.bucket_dir().join("vhost/config").is_file());
+    // The same repository, path style through the same host name.
+    let path_style = with_hosts(sg_at(&ws, &server, "unused", "cache-p"));
+    assert_eq!(snapshot_ids(&path_style), vec![b.id.clone()]);
 }

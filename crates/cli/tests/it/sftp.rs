@@ -35,7 +35,8 @@ fn sftp_init_backup_restore_check_forget_prune() {
         wrapper: Vec::new(),
         extra_env: vec![
             ("SNAPGUARD_SFTP_KEY".into(), key.into()),
-            ("SNAPGUARD_SFTP_KNOWN_HOSTS".into(), "accept".into()),
+            // Strict host-key checking (the default) against the server's own key.
+            ("PATH".into(), sshd.client_path()),
         ],
     };
     sg.run(["init", "--kdf-memory-kib", "8192", "--kdf-iterations", "1"])
@@ -75,4 +76,60 @@ fn sftp_init_backup_restore_check_forget_prune() {
         &Opts::default(),
         "local open of the sftp repository",
     );
+}
+
+/// Host keys are checked strictly by default: a server whose key is not the one on record is
+/// refused before anything is read or written, with a message that names the server.
+#[test]
+fn sftp_refuses_a_server_whose_host_key_is_not_the_known_one() {
+    let Some(sshd) = Sshd::start() else { return };
+    let ws = Ws::new();
+    let path = sshd.client_path();
+    // Record another key for this server, as after a server was replaced (or impersonated).
+    let other = ws.path("other");
+    let ok = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&other)
+        .status()
+        .expect("ssh-keygen");
+    assert!(ok.success());
+    let other_pub = std::fs::read_to_string(other.with_extension("pub")).expect("pub");
+    std::fs::write(
+        sshd.known_hosts(),
+        format!("[127.0.0.1]:{} {other_pub}", sshd.port),
+    )
+    .expect("known_hosts");
+    let dir = ws.path("server/repo");
+    let cache = ws.path("cache");
+    std::fs::create_dir_all(&cache).expect("mkdir cache");
+    let sg = Sg {
+        bin: crate::support::cmd::bin(),
+        repo: PathBuf::from(format!(
+            "sftp:root@127.0.0.1:{}{}",
+            sshd.port,
+            dir.display()
+        )),
+        cache,
+        config: crate::support::cmd::empty_config(&ws),
+        wrapper: Vec::new(),
+        extra_env: vec![
+            (
+                "SNAPGUARD_SFTP_KEY".into(),
+                sshd.ssh_args()[2].clone().into(),
+            ),
+            ("PATH".into(), path),
+        ],
+    };
+    let out = sg.run(["init", "--kdf-memory-kib", "8192", "--kdf-iterations", "1"]);
+    assert_ne!(out.code, Some(0), "{out}");
+    let err = out.stderr_str();
+    assert!(
+        err.contains("127.0.0.1"),
+        "the error does not name the server\n{out}"
+    );
+    assert!(
+        err.to_lowercase().contains("host key"),
+        "the error does not say the host key is wrong\n{out}"
+    );
+    assert!(!dir.exists(), "something was written to the server");
 }

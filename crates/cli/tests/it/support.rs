@@ -6,7 +6,9 @@
 pub mod cmd;
 pub mod compare;
 pub mod fixture;
+pub mod proxy;
 mod selftest;
+pub mod smtp;
 pub mod sshd;
 pub mod varied;
 

@@ -18,7 +18,7 @@ use snapguard_format::{BlobId, BlobType, Compression, IndexFile, IndexId, IndexP
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-const PACKS_PER_INDEX: usize = 64;
+pub(crate) const PACKS_PER_INDEX: usize = 64;
 
 /// A chunk to store.
 pub(crate) struct Job {

@@ -480,6 +480,7 @@ impl<'r> Ingest<'r> {
             program_version: opts.program_version.clone(),
             summary: Some(summary.clone()),
             source: None,
+            copied_from: None,
         };
         let snapshot_id = if opts.dry_run {
             None

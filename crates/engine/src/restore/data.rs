@@ -31,6 +31,9 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 /// Most threads used for the data phase.
 const MAX_WORKERS: usize = 4;
+/// Most threads for a repository with a read parallelism set (a remote one): each holds one
+/// range of at most [`MAX_RANGE`] bytes.
+const MAX_REMOTE_WORKERS: usize = 16;
 /// Needed blobs at most this far apart are fetched with one read (the gap is read and dropped).
 const MAX_GAP: u64 = 256 << 10;
 /// Largest single read; a pack bigger than this (or one blob bigger than this) is read in parts.
@@ -242,10 +245,15 @@ pub(super) fn run(
     if packs.is_empty() {
         return Ok(DataStats::default());
     }
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(MAX_WORKERS)
-        .min(packs.len());
+    // Local reads are bounded by the CPU (opening and writing the blobs); remote ones by the
+    // round trip, so they get as many threads as the caller allows requests in flight.
+    let workers = match repo.read_parallelism() {
+        0 => std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(MAX_WORKERS),
+        n => n.min(MAX_REMOTE_WORKERS),
+    }
+    .min(packs.len());
     let ctx = Ctx {
         repo,
         progress,

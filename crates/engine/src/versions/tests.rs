@@ -267,6 +267,7 @@ fn brute_force(repo: &Repository, root: TreeId, p: &PathPattern) -> Result<Vec<V
         program_version: String::new(),
         summary: None,
         source: None,
+        copied_from: None,
     };
     snap.tree = root;
     let mut out = Vec::new();

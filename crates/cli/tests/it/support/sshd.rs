@@ -105,12 +105,74 @@ impl Sshd {
     pub fn ssh_command(&self) -> String {
         self.ssh_args().join(" ")
     }
+
+    /// The known-hosts file that [`Sshd::client_path`]'s `ssh` uses.
+    pub fn known_hosts(&self) -> std::path::PathBuf {
+        self.dir.path().join("known_hosts")
+    }
+
+    /// A `PATH` for programs that run plain `ssh` (the SFTP backend does, through OpenSSH):
+    /// first a directory whose `ssh` is the real one with a known-hosts file of this test's
+    /// own that holds exactly this server's host key, so host keys are checked strictly (the
+    /// default) and nothing is written to the user's `~/.ssh/known_hosts`.
+    pub fn client_path(&self) -> std::ffi::OsString {
+        let d = self.dir.path();
+        let bin = d.join("bin");
+        std::fs::create_dir_all(&bin).expect("mkdir bin");
+        let real = std::env::var_os("PATH")
+            .and_then(|p| {
+                std::env::split_paths(&p)
+                    .map(|d| d.join("ssh"))
+                    .find(|s| s.exists() && !s.starts_with(&bin))
+            })
+            .expect("ssh on PATH");
+        let host_key = std::fs::read_to_string(d.join("host.pub")).expect("host.pub");
+        let known = self.known_hosts();
+        std::fs::write(&known, format!("[127.0.0.1]:{} {host_key}", self.port))
+            .expect("known_hosts");
+        let wrapper = bin.join("ssh");
+        std::fs::write(
+            &wrapper,
+            format!(
+                "#!/bin/sh\nexec {} -o UserKnownHostsFile={} \"$@\"\n",
+                real.display(),
+                known.display()
+            ),
+        )
+        .expect("ssh wrapper");
+        std::fs::set_permissions(
+            &wrapper,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .expect("chmod ssh wrapper");
+        let mut paths = vec![bin];
+        if let Some(p) = std::env::var_os("PATH") {
+            paths.extend(std::env::split_paths(&p));
+        }
+        std::env::join_paths(paths).expect("PATH")
+    }
 }
 
 impl Drop for Sshd {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // In-process SFTP tests (the backend matrix) cannot give `ssh` a known-hosts file of
+        // their own and accept the key, which OpenSSH records in root's known_hosts: remove
+        // this server's entry again.
+        let mark = format!("[127.0.0.1]:{} ", self.port);
+        let user_file = Path::new("/root/.ssh/known_hosts");
+        if std::fs::read_to_string(user_file).is_ok_and(|s| s.contains(&mark)) {
+            let _ = Command::new("ssh-keygen")
+                .arg("-R")
+                .arg(format!("[127.0.0.1]:{}", self.port))
+                .arg("-f")
+                .arg(user_file)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            let _ = std::fs::remove_file("/root/.ssh/known_hosts.old");
+        }
     }
 }
 

@@ -1,0 +1,693 @@
+//! `snapguard daemon`: runs the `[jobs.NAME]` of the configuration file on their schedules, in
+//! the foreground (a systemd service or a container runs it as it is), and `snapguard jobs`:
+//! the runs it recorded and their logs.
+//!
+//! One event loop: it wakes at the next scheduled time, at least every [`TICK`] (to read the
+//! machine for idle jobs), and whenever a job prints a line or ends. Each job runs as a child
+//! process of this binary (`snapguard --json backup …`) with the daemon's repository options
+//! in its environment, so a job that crashes cannot take the daemon with it, pausing is
+//! SIGSTOP/SIGCONT and throttling is the lowest CPU priority. Its stderr lines are the run's
+//! task log; its JSON result on stdout is the run's summary. The decisions are
+//! `snapguard_daemon::scheduler`; the records `snapguard_daemon::State`.
+
+use crate::args::GlobalArgs;
+use crate::commands::print_json;
+use crate::{render, usage};
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use serde_json::json;
+use snapguard_daemon::runs::{Status, Trigger};
+use snapguard_daemon::scheduler::{Decision, Scheduler};
+use snapguard_daemon::{State, DEFAULT_STATE_DIR};
+use snapguard_policy::jobs::{JobAction, JobConfig};
+use snapguard_policy::schedule::idle::{parse_loadavg, parse_pressure, IdleSample, IdleThresholds};
+use std::collections::BTreeMap;
+use std::io::{BufRead, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// The longest sleep of the event loop.
+const TICK: Duration = Duration::from_secs(30);
+/// At most this much of a job's stdout is kept (its JSON summary).
+const MAX_SUMMARY: usize = 1 << 20;
+/// How long stopping jobs may take when the daemon is asked to stop.
+const STOP_GRACE: Duration = Duration::from_secs(30);
+
+/// `snapguard daemon`.
+#[derive(Args, Debug)]
+pub struct DaemonArgs {
+    /// Where accounts, job runs and logs are kept.
+    #[arg(long, env = "SNAPGUARD_STATE_DIR", default_value = DEFAULT_STATE_DIR, value_name = "DIR")]
+    pub state_dir: PathBuf,
+}
+
+/// `snapguard jobs`.
+#[derive(Args, Debug)]
+pub struct JobsArgs {
+    #[command(subcommand)]
+    pub command: Option<JobsCommand>,
+    /// The daemon's state directory.
+    #[arg(long, env = "SNAPGUARD_STATE_DIR", default_value = DEFAULT_STATE_DIR, global = true,
+          value_name = "DIR")]
+    pub state_dir: PathBuf,
+    /// Only runs of this job.
+    #[arg(long)]
+    pub job: Option<String>,
+    /// At most this many runs, newest first.
+    #[arg(long, default_value_t = 20)]
+    pub limit: u32,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum JobsCommand {
+    /// Print a run's task log.
+    Log {
+        /// The run's id (from `snapguard jobs`).
+        id: i64,
+    },
+}
+
+fn now() -> i64 {
+    render::now().secs
+}
+
+/// What the event loop hears about.
+enum Event {
+    Stderr {
+        job: String,
+        line: String,
+    },
+    Stdout {
+        job: String,
+        bytes: Vec<u8>,
+    },
+    Exited {
+        job: String,
+    },
+    Stop(i32),
+    /// A notification was sent (Ok: to whom) or not (Err: why).
+    Notified {
+        run: i64,
+        outcome: Result<String, String>,
+    },
+}
+
+struct Running {
+    run: i64,
+    child: Child,
+    summary: Vec<u8>,
+    readers: usize,
+    exited: bool,
+}
+
+/// The command line of a job, after the binary and the global options.
+fn job_args(config: &JobConfig) -> Vec<String> {
+    let mut a: Vec<String> = Vec::new();
+    let mut push = |s: &str| a.push(s.to_string());
+    match &config.action {
+        JobAction::Backup {
+            paths,
+            exclude,
+            tags,
+            host,
+            one_file_system,
+        } => {
+            push("backup");
+            for e in exclude {
+                push("--exclude");
+                push(e);
+            }
+            for t in tags {
+                push("--tag");
+                push(t);
+            }
+            if let Some(h) = host {
+                push("--host");
+                push(h);
+            }
+            if *one_file_system {
+                push("--one-file-system");
+            }
+            push("--");
+            for p in paths {
+                a.push(p.display().to_string());
+            }
+        }
+        JobAction::Forget {
+            policy,
+            group_by,
+            prune,
+        } => {
+            push("forget");
+            for (flag, v) in [
+                ("--keep-last", policy.keep_last),
+                ("--keep-hourly", policy.keep_hourly),
+                ("--keep-daily", policy.keep_daily),
+                ("--keep-weekly", policy.keep_weekly),
+                ("--keep-monthly", policy.keep_monthly),
+                ("--keep-yearly", policy.keep_yearly),
+            ] {
+                if let Some(n) = v {
+                    push(flag);
+                    push(&n.to_string());
+                }
+            }
+            if let Some(w) = policy.keep_within_secs {
+                push("--keep-within");
+                push(&snapguard_policy::format_duration(w));
+            }
+            for t in &policy.keep_tags {
+                push("--keep-tag");
+                push(t);
+            }
+            if let Some(g) = group_by {
+                push("--group-by");
+                push(g);
+            }
+            if *prune {
+                push("--prune");
+            }
+        }
+        JobAction::Prune => push("prune"),
+        JobAction::Check { read_data_percent } => {
+            push("check");
+            match read_data_percent {
+                Some(100) => push("--read-data"),
+                Some(p) => {
+                    push("--read-data-subset");
+                    push(&format!("{p}%"));
+                }
+                None => {}
+            }
+        }
+        JobAction::LocalSnapshot { local } => {
+            push("local");
+            push("create");
+            push(local);
+            push("--description");
+            push("timeline (snapguard daemon)");
+        }
+        JobAction::LocalCleanup { local } => {
+            push("local");
+            push("cleanup");
+            push(local);
+        }
+    }
+    a
+}
+
+/// The daemon's own options, handed to its jobs through the environment.
+fn job_env(g: &GlobalArgs) -> Vec<(&'static str, String)> {
+    let mut env = Vec::new();
+    let mut set = |k: &'static str, v: Option<String>| {
+        if let Some(v) = v {
+            env.push((k, v));
+        }
+    };
+    set("SNAPGUARD_REPOSITORY", g.repo.clone());
+    set(
+        "SNAPGUARD_PASSWORD_FILE",
+        g.password_file.as_ref().map(|p| p.display().to_string()),
+    );
+    set("SNAPGUARD_PASSWORD_COMMAND", g.password_command.clone());
+    set(
+        "SNAPGUARD_KEY_FILE",
+        g.key_file.as_ref().map(|p| p.display().to_string()),
+    );
+    set(
+        "SNAPGUARD_CONFIG",
+        g.config.as_ref().map(|p| p.display().to_string()),
+    );
+    set("SNAPGUARD_CONNECTIONS", Some(g.connections.to_string()));
+    set(
+        "SNAPGUARD_SFTP_KEY",
+        g.sftp_key.as_ref().map(|p| p.display().to_string()),
+    );
+    set("SNAPGUARD_SFTP_KNOWN_HOSTS", g.sftp_known_hosts.clone());
+    if g.s3_virtual_host {
+        set("SNAPGUARD_S3_VIRTUAL_HOST", Some("1".into()));
+    }
+    env
+}
+
+/// A reading of the machine for idle jobs: load average and PSI; no session hint yet.
+fn sample_machine(at: i64) -> Option<IdleSample> {
+    let load1 = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|t| parse_loadavg(&t).ok())?;
+    let psi = |f: &str| {
+        std::fs::read_to_string(f)
+            .ok()
+            .and_then(|t| parse_pressure(&t).ok())
+    };
+    Some(IdleSample {
+        at,
+        load1,
+        cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+        cpu: psi("/proc/pressure/cpu"),
+        io: psi("/proc/pressure/io"),
+        session_idle: None,
+    })
+}
+
+/// An exclusive lock on `<state>/daemon.lock`: one daemon per state directory.
+fn lock_state_dir(dir: &Path) -> Result<std::fs::File> {
+    let path = dir.join("daemon.lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(|_| {
+        usage!(
+            "another snapguard daemon is running with state directory {}; stop it first, or use another --state-dir",
+            dir.display()
+        )
+    })?;
+    Ok(f)
+}
+
+fn signal(child: &Child, sig: rustix::process::Signal) {
+    let pid = rustix::process::Pid::from_child(child);
+    let _ = rustix::process::kill_process(pid, sig);
+}
+
+pub fn daemon(g: &GlobalArgs, a: &DaemonArgs) -> Result<i32> {
+    let jobs = g.settings.jobs.clone();
+    let state = State::open(&a.state_dir)?;
+    let _lock = lock_state_dir(&a.state_dir)?;
+    let interrupted = state.interrupt_stale_runs(now())?;
+    if interrupted > 0 {
+        tracing::warn!(
+            runs = interrupted,
+            "runs cut short when the daemon last stopped"
+        );
+    }
+    if jobs.is_empty() {
+        eprintln!(
+            "snapguard daemon: no [jobs.NAME] in {}; nothing to run until jobs are configured (docs/config.md)",
+            g.settings
+                .source
+                .as_ref()
+                .map_or("the configuration (no file was read)".into(), |p| p
+                    .display()
+                    .to_string())
+        );
+    } else if !g.quiet {
+        eprintln!(
+            "snapguard daemon: {} job(s): {}",
+            jobs.len(),
+            jobs.keys().cloned().collect::<Vec<_>>().join(", ")
+        );
+    }
+    let (tx, rx) = mpsc::channel::<Event>();
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])
+    .context("cannot install signal handlers")?;
+    let stop_tx = tx.clone();
+    std::thread::Builder::new()
+        .name("sg-signals".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                let _ = stop_tx.send(Event::Stop(sig));
+            }
+        })
+        .context("cannot start the signal thread")?;
+
+    let exe = std::env::current_exe().context("cannot find the snapguard binary")?;
+    let env = job_env(g);
+    let mut scheduler = Scheduler::new(&jobs, chrono::Local, IdleThresholds::default());
+    let mut running: BTreeMap<String, Running> = BTreeMap::new();
+    loop {
+        let t = now();
+        let sample = sample_machine(t);
+        let mut times = |name: &str| {
+            state
+                .job_times(name, t)
+                .unwrap_or(snapguard_daemon::runs::JobTimes {
+                    first_seen: t,
+                    last_start: Some(t),
+                })
+        };
+        for d in scheduler.tick(t, &mut times, sample.as_ref()) {
+            match d {
+                Decision::Start { job, trigger } => {
+                    start_job(&state, &exe, &env, &jobs, &job, trigger, &tx, &mut running)
+                        .unwrap_or_else(|e| {
+                            tracing::error!(job = %job, "cannot start: {e:#}");
+                            scheduler.finished(&job);
+                        });
+                }
+                Decision::Pause { job } => {
+                    if let Some(r) = running.get(&job) {
+                        let _ = state.log(r.run, t, "info", "paused: the user is back");
+                        signal(&r.child, rustix::process::Signal::STOP);
+                    }
+                }
+                Decision::Resume { job } => {
+                    if let Some(r) = running.get(&job) {
+                        let _ = state.log(r.run, t, "info", "resumed at full speed");
+                        let pid = rustix::process::Pid::from_child(&r.child);
+                        let _ = rustix::process::setpriority_process(Some(pid), 0);
+                        signal(&r.child, rustix::process::Signal::CONT);
+                    }
+                }
+                Decision::Throttle { job } => {
+                    if let Some(r) = running.get(&job) {
+                        let _ = state.log(r.run, t, "info", "throttled: past its deadline");
+                        let pid = rustix::process::Pid::from_child(&r.child);
+                        let _ = rustix::process::setpriority_process(Some(pid), 19);
+                        signal(&r.child, rustix::process::Signal::CONT);
+                    }
+                }
+            }
+        }
+        let wake = scheduler
+            .next_wakeup(t, &mut times)
+            .map_or(TICK, |w| Duration::from_secs((w - t).clamp(1, 30) as u64));
+        let first = match rx.recv_timeout(wake) {
+            Ok(e) => Some(e),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        let mut events: Vec<Event> = first.into_iter().collect();
+        events.extend(rx.try_iter());
+        for e in events {
+            match e {
+                Event::Stderr { job, line } => {
+                    if let Some(r) = running.get(&job) {
+                        let level = if line.contains("error") {
+                            "error"
+                        } else {
+                            "info"
+                        };
+                        let _ = state.log(r.run, now(), level, &line);
+                    }
+                }
+                Event::Stdout { job, bytes } => {
+                    if let Some(r) = running.get_mut(&job) {
+                        let room = MAX_SUMMARY.saturating_sub(r.summary.len());
+                        r.summary.extend(bytes.into_iter().take(room));
+                    }
+                }
+                Event::Exited { job } => {
+                    if let Some(r) = running.get_mut(&job) {
+                        r.readers = r.readers.saturating_sub(1);
+                        r.exited = r.readers == 0;
+                    }
+                }
+                Event::Notified { run, outcome } => {
+                    let (level, line) = match outcome {
+                        Ok(to) => ("info", format!("notification sent to {to}")),
+                        Err(e) => ("error", format!("notification not sent: {e}")),
+                    };
+                    let _ = state.log(run, now(), level, &line);
+                }
+                Event::Stop(sig) => {
+                    eprintln!(
+                        "snapguard daemon: stopping ({}); ending {} running job(s)",
+                        if sig == signal_hook::consts::SIGINT {
+                            "SIGINT"
+                        } else {
+                            "SIGTERM"
+                        },
+                        running.len()
+                    );
+                    stop_all(&state, &mut running);
+                    return Ok(0);
+                }
+            }
+        }
+        let done: Vec<String> = running
+            .iter()
+            .filter(|(_, r)| r.exited)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for job in done {
+            if let Some(r) = running.remove(&job) {
+                let id = r.run;
+                finish_job(&state, &job, r);
+                scheduler.finished(&job);
+                if let (Some(n), Some(cfg)) = (&g.settings.notify, jobs.get(&job)) {
+                    notify_run(&state, n, id, cfg.notify_success, &tx);
+                }
+            }
+        }
+    }
+    Ok(0)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn start_job(
+    state: &State,
+    exe: &Path,
+    env: &[(&'static str, String)],
+    jobs: &BTreeMap<String, JobConfig>,
+    job: &str,
+    trigger: Trigger,
+    tx: &mpsc::Sender<Event>,
+    running: &mut BTreeMap<String, Running>,
+) -> Result<()> {
+    let config = jobs
+        .get(job)
+        .ok_or_else(|| anyhow::anyhow!("job {job} is not configured"))?;
+    let t = now();
+    let run = state.start_run(job, trigger, t)?;
+    let args = job_args(config);
+    let _ = state.log(
+        run,
+        t,
+        "info",
+        &format!(
+            "started ({}): snapguard --json {}",
+            trigger.as_str(),
+            args.join(" ")
+        ),
+    );
+    let mut cmd = Command::new(exe);
+    cmd.arg("--json")
+        .args(&args)
+        .envs(env.iter().map(|(k, v)| (*k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            let msg = format!("cannot start {}: {e}", exe.display());
+            let _ = state.finish_run(run, Status::Failed, now(), None, Some(&msg));
+            anyhow::bail!(msg);
+        }
+    };
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    if let Some(mut out) = stdout {
+        let tx = tx.clone();
+        let job = job.to_string();
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 64 * 1024];
+            while let Ok(n) = out.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                let _ = tx.send(Event::Stdout {
+                    job: job.clone(),
+                    bytes: buf[..n].to_vec(),
+                });
+            }
+            let _ = tx.send(Event::Exited { job });
+        });
+    }
+    if let Some(err) = stderr {
+        let tx = tx.clone();
+        let job = job.to_string();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(err).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(Event::Stderr {
+                    job: job.clone(),
+                    line,
+                });
+            }
+            let _ = tx.send(Event::Exited { job });
+        });
+    }
+    running.insert(
+        job.to_string(),
+        Running {
+            run,
+            child,
+            summary: Vec::new(),
+            readers: 2,
+            exited: false,
+        },
+    );
+    Ok(())
+}
+
+fn finish_job(state: &State, job: &str, mut r: Running) {
+    let status = r.child.wait();
+    let t = now();
+    let summary: Option<serde_json::Value> = serde_json::from_slice(&r.summary).ok();
+    let (st, err) = match status {
+        Ok(s) if s.success() => (Status::Succeeded, None),
+        Ok(s) => (
+            Status::Failed,
+            Some(match s.code() {
+                Some(c) => format!("exit code {c}"),
+                None => "killed by a signal".to_string(),
+            }),
+        ),
+        Err(e) => (
+            Status::Failed,
+            Some(format!("cannot wait for the job: {e}")),
+        ),
+    };
+    let _ = state.log(
+        r.run,
+        t,
+        if st == Status::Succeeded {
+            "info"
+        } else {
+            "error"
+        },
+        &format!(
+            "{}{}",
+            st.as_str(),
+            err.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+        ),
+    );
+    if let Err(e) = state.finish_run(r.run, st, t, summary.as_ref(), err.as_deref()) {
+        tracing::error!(job = %job, "cannot record the end of run {}: {e}", r.run);
+    }
+}
+
+/// Report a finished run by e-mail if it should be, on a thread of its own; the outcome comes
+/// back as an event and goes into the run's log.
+fn notify_run(
+    state: &State,
+    n: &crate::config::Notify,
+    id: i64,
+    notify_success: bool,
+    tx: &mpsc::Sender<Event>,
+) {
+    let Ok(run) = state.run(id) else { return };
+    if !crate::notify::wanted(&run, notify_success) {
+        return;
+    }
+    let lines = state.log_lines(id, 0).unwrap_or_default();
+    let tail = &lines[lines.len().saturating_sub(20)..];
+    let host = crate::commands::hostname();
+    let (subject, body) = crate::notify::compose(&run, &host, tail);
+    let n = n.clone();
+    let tx = tx.clone();
+    std::thread::spawn(move || {
+        let outcome = crate::notify::send(&n, &host, &subject, &body)
+            .map(|()| n.email_to.join(", "))
+            .map_err(|e| format!("{e:#}"));
+        let _ = tx.send(Event::Notified { run: id, outcome });
+    });
+}
+
+/// SIGTERM every job (after SIGCONT, in case it is paused), wait for them, record them as
+/// cancelled.
+fn stop_all(state: &State, running: &mut BTreeMap<String, Running>) {
+    for r in running.values() {
+        signal(&r.child, rustix::process::Signal::CONT);
+        signal(&r.child, rustix::process::Signal::TERM);
+    }
+    let deadline = std::time::Instant::now() + STOP_GRACE;
+    for (job, mut r) in std::mem::take(running) {
+        loop {
+            match r.child.try_wait() {
+                Ok(Some(_)) | Err(_) => break,
+                Ok(None) if std::time::Instant::now() >= deadline => {
+                    let _ = r.child.kill();
+                    let _ = r.child.wait();
+                    break;
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+        let t = now();
+        let _ = state.log(r.run, t, "error", "cancelled: the daemon stopped");
+        if let Err(e) = state.finish_run(
+            r.run,
+            Status::Cancelled,
+            t,
+            None,
+            Some("the daemon stopped while the job ran"),
+        ) {
+            tracing::error!(job = %job, "cannot record the end of run {}: {e}", r.run);
+        }
+    }
+}
+
+pub fn jobs(g: &GlobalArgs, a: &JobsArgs) -> Result<i32> {
+    if !a.state_dir.join("state.db").exists() {
+        return Err(usage!(
+            "no daemon state in {}: the daemon has not run with this --state-dir yet",
+            a.state_dir.display()
+        ));
+    }
+    let state = State::open(&a.state_dir)?;
+    match &a.command {
+        None => {
+            let runs = state.runs(a.job.as_deref(), a.limit)?;
+            if g.json {
+                return print_json(&json!(runs));
+            }
+            if runs.is_empty() {
+                println!("no job has run yet");
+            }
+            for r in runs {
+                let took = r
+                    .ended
+                    .map(|e| format!("{} s", e - r.started))
+                    .unwrap_or_else(|| "-".into());
+                println!(
+                    "{:>6}  {:<16} {:<12} {:<10} {}  {:>8}{}",
+                    r.id,
+                    r.job,
+                    r.status.as_str(),
+                    r.trigger.as_str(),
+                    render::local(snapguard_format::Timestamp {
+                        secs: r.started,
+                        nanos: 0
+                    }),
+                    took,
+                    r.error.map(|e| format!("  {e}")).unwrap_or_default()
+                );
+            }
+            Ok(0)
+        }
+        Some(JobsCommand::Log { id }) => {
+            let lines = state.log_lines(*id, 0).map_err(|e| match e {
+                snapguard_daemon::Error::NoRun(_) => {
+                    usage!("no job run {id}; 'snapguard jobs' lists them")
+                }
+                e => anyhow::Error::new(e),
+            })?;
+            if g.json {
+                return print_json(&json!(lines));
+            }
+            for l in lines {
+                println!(
+                    "{} {:<5} {}",
+                    render::local(snapguard_format::Timestamp {
+                        secs: l.at,
+                        nanos: 0
+                    }),
+                    l.level,
+                    l.line
+                );
+            }
+            Ok(0)
+        }
+    }
+}
