@@ -113,6 +113,11 @@ pub enum BackendError {
         "{path} is protected by S3 Object Lock until {until}; it cannot be deleted before then"
     )]
     RetentionLocked { path: String, until: String },
+    /// In an Object Lock repository, HeadObject showed no retention for an object that must
+    /// have one: the credentials most likely lack s3:GetObjectRetention (S3 then leaves the
+    /// lock headers out), or the object was written behind SnapGuard's back.
+    #[error("{path}: HeadObject shows no S3 Object Lock retention, but every {kind} of this object-lock repository has one; the credentials probably lack s3:GetObjectRetention (S3 omits the retention without it). Grant s3:GetObjectRetention, s3:PutObjectRetention, s3:DeleteObjectVersion, s3:GetBucketObjectLockConfiguration and s3:GetBucketVersioning on the bucket (docs/remote.md, \"Object lock\"); if the credentials have them, the object was written without a retention: run 'snapguard object-lock refresh'")]
+    RetentionMissing { path: String, kind: String },
     #[error("{location}: the bucket does not exist or cannot be listed with these credentials; create it first (SnapGuard never creates buckets)")]
     BucketMissing { location: String },
     #[error("{path}: {source}")]

@@ -438,6 +438,7 @@ impl S3Lock {
             })?;
         // reqwest sets Host from the URL itself.
         parts.headers.remove(http::header::HOST);
+        let body_len = body.len() as u64;
         let req = reqwest::Request::try_from(http::Request::from_parts(parts, body))
             .map_err(|e| transport(e.to_string()))?;
         let fut = async {
@@ -451,11 +452,15 @@ impl S3Lock {
                 body,
             })
         };
-        match tokio::time::timeout(self.io_timeout, fut).await {
+        let limit = request_timeout(self.io_timeout, body_len);
+        match tokio::time::timeout(limit, fut).await {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(e)) => Err(transport(e.to_string())),
             Err(_) => Err(transport(format!(
-                "no answer within {}s",
+                "no complete answer within {}s ({} bytes sent at no less than {} KiB/s plus the I/O timeout of {}s)",
+                limit.as_secs(),
+                body_len,
+                MIN_UPLOAD_RATE / 1024,
                 self.io_timeout.as_secs()
             ))),
         }
@@ -535,8 +540,22 @@ impl S3Lock {
             }
             _ => None,
         };
+        // Without s3:GetObjectRetention, S3 answers HeadObject without the lock headers: an
+        // object of an object-lock repository that must be retained then looks unlocked, and
+        // prune would only fail later on a 403. Say what is missing instead.
+        if retention.is_none() && self.write_retention().is_some() {
+            if let Some(kind) = retained_kind(path) {
+                return Err(BackendError::RetentionMissing {
+                    path: what,
+                    kind: kind.to_string(),
+                });
+            }
+        }
         Ok(Some(Head {
-            version_id: header("x-amz-version-id").filter(|v| !v.is_empty() && v != "null"),
+            // "null" is the version id of an object written while versioning was off (or
+            // suspended): it is sent as such, since a DELETE without a version id would only
+            // add a delete marker.
+            version_id: header("x-amz-version-id").filter(|v| !v.is_empty()),
             retention,
         }))
     }
@@ -717,10 +736,13 @@ impl S3Lock {
             });
         }
         let key = self.object_key(path);
-        let query = match &head.version_id {
-            Some(v) => format!("versionId={}", encode_segment(v)),
-            None => String::new(),
-        };
+        // Always with a version id: without one, a versioned bucket (every Object Lock bucket)
+        // only adds a delete marker. An object written before versioning was turned on is the
+        // version "null", which some servers report by leaving the header out.
+        let query = format!(
+            "versionId={}",
+            encode_segment(head.version_id.as_deref().unwrap_or("null"))
+        );
         let r = self
             .send(
                 Method::DELETE,
@@ -746,6 +768,38 @@ impl S3Lock {
         }
         Err(r.error(&what, "DeleteObject"))
     }
+}
+
+/// The slowest upload rate a request body may take (bytes per second) before it counts as
+/// stalled, like OpenDAL's timeout layer: a 16 MiB pack may take 256 s on top of the I/O
+/// timeout, so slow links work and a dead connection is still noticed.
+const MIN_UPLOAD_RATE: u64 = 64 * 1024;
+
+/// How long one request with a body of `body_len` bytes may take in all: the I/O timeout
+/// (time to first answer) plus the time the body needs at [`MIN_UPLOAD_RATE`].
+fn request_timeout(io_timeout: Duration, body_len: u64) -> Duration {
+    io_timeout.saturating_add(Duration::from_secs_f64(
+        body_len as f64 / MIN_UPLOAD_RATE as f64,
+    ))
+}
+
+/// What a repository path is, for the objects an Object Lock repository retains (None for
+/// lock files and anything else).
+fn retained_kind(path: &str) -> Option<&'static str> {
+    if path == "config" {
+        return Some("config file");
+    }
+    let (dir, _) = path.split_once('/')?;
+    [
+        (FileType::Key, "key slot"),
+        (FileType::Snapshot, "snapshot file"),
+        (FileType::Index, "index file"),
+        (FileType::Pack, "pack"),
+        (FileType::Annotation, "annotation"),
+    ]
+    .into_iter()
+    .find(|(t, _)| t.dir() == dir && retained(*t))
+    .map(|(_, k)| k)
 }
 
 fn md5_header(data: &[u8]) -> HeaderValue {
@@ -793,6 +847,28 @@ mod tests {
     fn md5_is_base64_of_the_digest() {
         // RFC 1321's test vector for "abc": 900150983cd24fb0d6963f7d28e17f72.
         assert_eq!(md5_header(b"abc"), "kAFQmDzST7DWlj99KOF/cg==");
+    }
+
+    #[test]
+    fn request_timeout_grows_with_the_body() {
+        let io = Duration::from_secs(60);
+        assert_eq!(request_timeout(io, 0), io);
+        // A 16 MiB pack gets 256 s on top, so it still uploads at 1 Mbit/s (~134 s).
+        assert_eq!(request_timeout(io, 16 << 20), Duration::from_secs(60 + 256));
+        let at_1_mbit = Duration::from_secs_f64((16u64 << 20) as f64 * 8.0 / 1e6);
+        assert!(request_timeout(io, 16 << 20) > at_1_mbit);
+    }
+
+    #[test]
+    fn retained_kinds() {
+        assert_eq!(retained_kind("config"), Some("config file"));
+        assert_eq!(retained_kind("keys/abc"), Some("key slot"));
+        assert_eq!(retained_kind("data/ab/abcd"), Some("pack"));
+        assert_eq!(retained_kind("index/ab"), Some("index file"));
+        assert_eq!(retained_kind("snapshots/ab"), Some("snapshot file"));
+        assert_eq!(retained_kind("annotations/ab"), Some("annotation"));
+        assert_eq!(retained_kind("locks/ab"), None);
+        assert_eq!(retained_kind("other"), None);
     }
 
     #[test]

@@ -249,3 +249,127 @@ fn expired_retention_is_deleted_for_good() {
     // Removing what is not there is not an error (like the other backends).
     b.remove(FileType::Index, "i1").expect("gone is gone");
 }
+
+#[test]
+fn null_version_is_deleted_by_its_version_id() {
+    let Some(server) = MotoServer::start() else {
+        return;
+    };
+    // An object written while the bucket was not versioned has the version id "null"; once
+    // versioning is on, a DELETE without a version id only hides it behind a delete marker.
+    server.create_bucket("null-test", false);
+    let b = backend(&server, "null-test", "repo");
+    b.create().expect("create");
+    b.write(FileType::Lock, "l1", b"lock").expect("write");
+    let r = server.raw_with_body(
+        "PUT",
+        "/null-test?versioning",
+        &[],
+        "<VersioningConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Status>Enabled</Status></VersioningConfiguration>",
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    // (moto leaves the x-amz-version-id header out for it; AWS sends "null".)
+    let head = server.raw("HEAD", "/null-test/repo/locks/l1", &[]);
+    assert!(
+        matches!(head.header("x-amz-version-id"), None | Some("null")),
+        "{head:?}"
+    );
+    lock(&b).set_write_retention(Some(WriteRetention {
+        mode: RetentionMode::Governance,
+        period: Duration::from_secs(60),
+    }));
+    b.remove(FileType::Lock, "l1").expect("remove");
+    // Deleted for good: no version and no delete marker left.
+    assert!(
+        server.versions("null-test").is_empty(),
+        "{:?}",
+        server.versions("null-test")
+    );
+}
+
+#[test]
+fn retained_types_without_lock_headers_are_an_error() {
+    let Some(server) = MotoServer::start() else {
+        return;
+    };
+    server.create_bucket("headers-test", true);
+    let b = backend(&server, "headers-test", "repo");
+    b.create().expect("create");
+    // Written without a retention (as HeadObject shows every object to credentials without
+    // s3:GetObjectRetention).
+    b.write(FileType::Index, "i1", b"index")
+        .expect("plain write");
+    b.write(FileType::Lock, "l1", b"lock").expect("plain write");
+    lock(&b).set_write_retention(Some(WriteRetention {
+        mode: RetentionMode::Compliance,
+        period: Duration::from_secs(60),
+    }));
+    for e in [
+        lock(&b)
+            .retention(FileType::Index, "i1")
+            .expect_err("no headers"),
+        b.remove(FileType::Index, "i1")
+            .expect_err("not deleted blindly"),
+    ] {
+        match &e {
+            BackendError::RetentionMissing { path, kind } => {
+                assert!(path.ends_with("repo/index/i1"), "{path}");
+                assert_eq!(kind, "index file");
+            }
+            other => panic!("expected RetentionMissing, got {other}"),
+        }
+        let msg = e.to_string();
+        for perm in [
+            "s3:GetObjectRetention",
+            "s3:PutObjectRetention",
+            "s3:DeleteObjectVersion",
+            "s3:GetBucketObjectLockConfiguration",
+            "s3:GetBucketVersioning",
+        ] {
+            assert!(msg.contains(perm), "{msg}");
+        }
+    }
+    assert_eq!(b.list(FileType::Index).expect("list").len(), 1);
+    // Lock files are never retained: no error, and they are deleted.
+    assert_eq!(
+        lock(&b).retention(FileType::Lock, "l1").expect("head"),
+        None
+    );
+    b.remove(FileType::Lock, "l1").expect("remove lock file");
+}
+
+#[test]
+fn large_retained_uploads_get_time_for_their_body() {
+    let Some(server) = MotoServer::start() else {
+        return;
+    };
+    server.create_bucket("big-test", true);
+    let mut cfg = S3Config::parse(&server.url("big-test", "repo")["s3:".len()..]).expect("URL");
+    cfg.access_key_id = Some(moto_server::ACCESS_KEY.into());
+    cfg.secret_access_key = Some(moto_server::SECRET_KEY.into());
+    // An I/O timeout far shorter than the upload of a big pack to this (Python) server takes:
+    // the whole request may take the timeout plus the body at 64 KiB/s.
+    let opts = RemoteOptions {
+        connections: 2,
+        retries: 0,
+        io_timeout: Duration::from_millis(100),
+    };
+    let b = OpendalBackend::s3(&cfg, &opts).expect("backend");
+    b.create().expect("create");
+    lock(&b).set_write_retention(Some(WriteRetention {
+        mode: RetentionMode::Governance,
+        period: Duration::from_secs(60),
+    }));
+    let data: Vec<u8> = (0..64u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let name = "cd".repeat(32);
+    let t0 = std::time::Instant::now();
+    b.write(FileType::Pack, &name, &data)
+        .expect("a big pack uploads although it takes longer than the I/O timeout");
+    eprintln!("64 MiB retained upload took {:?}", t0.elapsed());
+    assert_eq!(
+        b.size(FileType::Pack, &name).expect("size"),
+        data.len() as u64
+    );
+}

@@ -124,6 +124,10 @@ pub enum Command {
     Annotate(AnnotateArgs),
     /// Make a snapshot immutable until a time.
     Lock(LockArgs),
+    /// S3 Object Lock maintenance: 'object-lock refresh' keeps every object a restore needs
+    /// retained (docs/remote.md, "Object lock").
+    #[command(subcommand)]
+    ObjectLock(crate::object_lock::ObjectLockCommand),
     /// Rebuild the index from the packs, or save what is left of damaged snapshots.
     #[command(subcommand)]
     Repair(RepairCommand),

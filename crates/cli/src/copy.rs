@@ -158,24 +158,17 @@ fn open_other(
     Ok((repo, guard))
 }
 
-/// The snapshots to copy, oldest first.
+/// The snapshots to copy, oldest first. `--host`, `--tag` and `--path` are applied first;
+/// `latest` is then the newest snapshot that passes them (as restic's `latest` with filters),
+/// and every explicit argument must select a snapshot that passes them (exit 15 otherwise).
 fn select(repo: &Repository, a: &CopyArgs) -> Result<Vec<(SnapshotId, SnapshotFile)>> {
     let (views, damaged) = snapguard_engine::annotate::views(repo)?;
     for e in &damaged {
         eprintln!("warning: {e}; it cannot be copied (run 'snapguard check')");
     }
-    let wanted: Option<HashSet<SnapshotId>> = if a.snapshots.is_empty() {
-        None
-    } else {
-        let mut ids = HashSet::new();
-        for spec in &a.snapshots {
-            ids.insert(repo.find_snapshot(spec)?.0);
-        }
-        Some(ids)
-    };
-    Ok(views
+    // Oldest first (as listed), filtered.
+    let matching: Vec<_> = views
         .into_iter()
-        .filter(|v| wanted.as_ref().is_none_or(|w| w.contains(&v.id)))
         .filter(|v| a.tags.is_empty() || v.tags.iter().any(|t| a.tags.contains(t)))
         .filter(|v| a.host.as_ref().is_none_or(|h| &v.snapshot.hostname == h))
         .filter(|v| {
@@ -187,8 +180,49 @@ fn select(repo: &Repository, a: &CopyArgs) -> Result<Vec<(SnapshotId, SnapshotFi
                 v.snapshot.paths.iter().any(|x| x.as_slice() == want)
             })
         })
+        .collect();
+    if a.snapshots.is_empty() {
+        return Ok(matching.into_iter().map(|v| (v.id, v.snapshot)).collect());
+    }
+    let not_found = |spec: &str| snapguard_engine::Error::SnapshotNotFound {
+        spec: format!("{spec}{}", filters_text(a)),
+    };
+    let mut wanted = HashSet::new();
+    for spec in &a.snapshots {
+        let id = if spec == "latest" {
+            matching
+                .last()
+                .map(|v| v.id)
+                .ok_or_else(|| not_found(spec))?
+        } else {
+            let id = repo.find_snapshot(spec)?.0;
+            if !matching.iter().any(|v| v.id == id) {
+                return Err(not_found(spec).into());
+            }
+            id
+        };
+        wanted.insert(id);
+    }
+    Ok(matching
+        .into_iter()
+        .filter(|v| wanted.contains(&v.id))
         .map(|v| (v.id, v.snapshot))
         .collect())
+}
+
+/// The filters given, as options (" --host web-1 --tag daily"), for messages.
+fn filters_text(a: &CopyArgs) -> String {
+    let mut out = String::new();
+    if let Some(h) = &a.host {
+        out.push_str(&format!(" --host {h}"));
+    }
+    for t in &a.tags {
+        out.push_str(&format!(" --tag {t}"));
+    }
+    if let Some(p) = &a.path {
+        out.push_str(&format!(" --path {}", p.to_string_lossy()));
+    }
+    out
 }
 
 pub fn copy(g: &GlobalArgs, a: &CopyArgs) -> Result<i32> {

@@ -98,8 +98,41 @@ struct Running {
     run: i64,
     child: Child,
     summary: Vec<u8>,
+    /// Output pipes still open.
     readers: usize,
-    exited: bool,
+    /// The job's process has ended, with this status, at this time.
+    status: Option<(std::process::ExitStatus, std::time::Instant)>,
+    /// Stopped (SIGSTOP) since.
+    paused_at: Option<std::time::Instant>,
+}
+
+/// The longest a job stays stopped: well inside the 15 minutes after which an unrefreshed
+/// repository lock counts as possibly stale (docs/design/locking.md).
+const PAUSE_MAX: Duration = Duration::from_secs(10 * 60);
+
+/// After a job's process ended, how long its output may still be read (a process it left
+/// behind holding the pipes is then killed with its process group).
+const DRAIN_GRACE: Duration = Duration::from_secs(5);
+
+impl Running {
+    /// Whether the run is over: the process has ended and its output is read (or the grace
+    /// time for reading it has passed). Never blocks.
+    fn poll_done(&mut self) -> bool {
+        if self.status.is_none() {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                self.status = Some((st, std::time::Instant::now()));
+            }
+        }
+        match self.status {
+            Some(_) if self.readers == 0 => true,
+            Some((_, at)) if at.elapsed() >= DRAIN_GRACE => {
+                // Something the job started still holds its output: end the whole group.
+                signal_group(&self.child, rustix::process::Signal::KILL);
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 /// The command line of a job, after the binary and the global options.
@@ -270,9 +303,19 @@ fn lock_state_dir(dir: &Path) -> Result<std::fs::File> {
     Ok(f)
 }
 
-fn signal(child: &Child, sig: rustix::process::Signal) {
+/// The CPU priority of every thread of every process of a job (its process group; on Linux
+/// nice values are per thread).
+fn set_nice(child: &Child, nice: i32) {
     let pid = rustix::process::Pid::from_child(child);
-    let _ = rustix::process::kill_process(pid, sig);
+    if let Err(e) = rustix::process::setpriority_pgrp(Some(pid), nice) {
+        tracing::warn!("cannot set the priority of job process group {pid:?}: {e}");
+    }
+}
+
+/// Signal a job and everything it started (each job leads a process group of its own).
+fn signal_group(child: &Child, sig: rustix::process::Signal) {
+    let pid = rustix::process::Pid::from_child(child);
+    let _ = rustix::process::kill_process_group(pid, sig);
 }
 
 pub fn daemon(g: &GlobalArgs, a: &DaemonArgs) -> Result<i32> {
@@ -321,6 +364,14 @@ pub fn daemon(g: &GlobalArgs, a: &DaemonArgs) -> Result<i32> {
 
     let exe = std::env::current_exe().context("cannot find the snapguard binary")?;
     let env = job_env(g);
+    // The daemon's flags without a variable of their own.
+    let mut pass_flags = Vec::new();
+    if let Some(l) = g.limit_upload {
+        pass_flags.extend(["--limit-upload".to_string(), l.to_string()]);
+    }
+    if g.no_cache {
+        pass_flags.push("--no-cache".to_string());
+    }
     let mut scheduler = Scheduler::new(&jobs, chrono::Local, IdleThresholds::default());
     let mut running: BTreeMap<String, Running> = BTreeMap::new();
     loop {
@@ -337,39 +388,69 @@ pub fn daemon(g: &GlobalArgs, a: &DaemonArgs) -> Result<i32> {
         for d in scheduler.tick(t, &mut times, sample.as_ref()) {
             match d {
                 Decision::Start { job, trigger } => {
-                    start_job(&state, &exe, &env, &jobs, &job, trigger, &tx, &mut running)
-                        .unwrap_or_else(|e| {
-                            tracing::error!(job = %job, "cannot start: {e:#}");
-                            scheduler.finished(&job);
-                        });
+                    start_job(
+                        &state,
+                        &exe,
+                        &env,
+                        &jobs,
+                        &job,
+                        trigger,
+                        &tx,
+                        &mut running,
+                        &pass_flags,
+                    )
+                    .unwrap_or_else(|e| {
+                        tracing::error!(job = %job, "cannot start: {e:#}");
+                        scheduler.finished(&job);
+                    });
                 }
                 Decision::Pause { job } => {
-                    if let Some(r) = running.get(&job) {
+                    if let Some(r) = running.get_mut(&job) {
                         let _ = state.log(r.run, t, "info", "paused: the user is back");
-                        signal(&r.child, rustix::process::Signal::STOP);
+                        signal_group(&r.child, rustix::process::Signal::STOP);
+                        r.paused_at = Some(std::time::Instant::now());
                     }
                 }
                 Decision::Resume { job } => {
-                    if let Some(r) = running.get(&job) {
+                    if let Some(r) = running.get_mut(&job) {
+                        r.paused_at = None;
                         let _ = state.log(r.run, t, "info", "resumed at full speed");
-                        let pid = rustix::process::Pid::from_child(&r.child);
-                        let _ = rustix::process::setpriority_process(Some(pid), 0);
-                        signal(&r.child, rustix::process::Signal::CONT);
+                        set_nice(&r.child, 0);
+                        signal_group(&r.child, rustix::process::Signal::CONT);
                     }
                 }
                 Decision::Throttle { job } => {
-                    if let Some(r) = running.get(&job) {
+                    if let Some(r) = running.get_mut(&job) {
+                        r.paused_at = None;
                         let _ = state.log(r.run, t, "info", "throttled: past its deadline");
-                        let pid = rustix::process::Pid::from_child(&r.child);
-                        let _ = rustix::process::setpriority_process(Some(pid), 19);
-                        signal(&r.child, rustix::process::Signal::CONT);
+                        set_nice(&r.child, 19);
+                        signal_group(&r.child, rustix::process::Signal::CONT);
                     }
                 }
             }
         }
-        let wake = scheduler
+        // A stopped job's lock heartbeat stops too, and a lock unrefreshed for 15 minutes
+        // makes its backup refuse to commit: a pause ends after PAUSE_MAX, at low priority.
+        for r in running.values_mut() {
+            if r.paused_at.is_some_and(|p| p.elapsed() >= PAUSE_MAX) {
+                r.paused_at = None;
+                let _ = state.log(
+                    r.run,
+                    t,
+                    "info",
+                    "going on slowly: a longer pause would let the repository lock go stale",
+                );
+                set_nice(&r.child, 19);
+                signal_group(&r.child, rustix::process::Signal::CONT);
+            }
+        }
+        let mut wake = scheduler
             .next_wakeup(t, &mut times)
             .map_or(TICK, |w| Duration::from_secs((w - t).clamp(1, 30) as u64));
+        if !running.is_empty() {
+            // A job's end is noticed by polling its process, not only by its pipes closing.
+            wake = wake.min(Duration::from_millis(500));
+        }
         let first = match rx.recv_timeout(wake) {
             Ok(e) => Some(e),
             Err(mpsc::RecvTimeoutError::Timeout) => None,
@@ -398,7 +479,6 @@ pub fn daemon(g: &GlobalArgs, a: &DaemonArgs) -> Result<i32> {
                 Event::Exited { job } => {
                     if let Some(r) = running.get_mut(&job) {
                         r.readers = r.readers.saturating_sub(1);
-                        r.exited = r.readers == 0;
                     }
                 }
                 Event::Notified { run, outcome } => {
@@ -424,9 +504,8 @@ pub fn daemon(g: &GlobalArgs, a: &DaemonArgs) -> Result<i32> {
             }
         }
         let done: Vec<String> = running
-            .iter()
-            .filter(|(_, r)| r.exited)
-            .map(|(n, _)| n.clone())
+            .iter_mut()
+            .filter_map(|(n, r)| r.poll_done().then(|| n.clone()))
             .collect();
         for job in done {
             if let Some(r) = running.remove(&job) {
@@ -452,6 +531,7 @@ fn start_job(
     trigger: Trigger,
     tx: &mpsc::Sender<Event>,
     running: &mut BTreeMap<String, Running>,
+    pass_flags: &[String],
 ) -> Result<()> {
     let config = jobs
         .get(job)
@@ -470,7 +550,11 @@ fn start_job(
         ),
     );
     let mut cmd = Command::new(exe);
+    // Its own process group: signals reach everything the job starts, and a Ctrl-C meant for
+    // the daemon (which ends jobs itself) does not reach them directly.
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     cmd.arg("--json")
+        .args(pass_flags)
         .args(&args)
         .envs(env.iter().map(|(k, v)| (*k, v)))
         .stdin(Stdio::null())
@@ -507,8 +591,14 @@ fn start_job(
         let tx = tx.clone();
         let job = job.to_string();
         std::thread::spawn(move || {
-            for line in std::io::BufReader::new(err).lines() {
-                let Ok(line) = line else { break };
+            let mut reader = std::io::BufReader::new(err);
+            let mut buf = Vec::new();
+            // Bytes, not UTF-8 lines: a path that is not UTF-8 must not end the reading.
+            while reader.read_until(b'\n', &mut buf).is_ok_and(|n| n > 0) {
+                let line = String::from_utf8_lossy(&buf)
+                    .trim_end_matches('\n')
+                    .to_string();
+                buf.clear();
                 let _ = tx.send(Event::Stderr {
                     job: job.clone(),
                     line,
@@ -524,14 +614,18 @@ fn start_job(
             child,
             summary: Vec::new(),
             readers: 2,
-            exited: false,
+            status: None,
+            paused_at: None,
         },
     );
     Ok(())
 }
 
 fn finish_job(state: &State, job: &str, mut r: Running) {
-    let status = r.child.wait();
+    let status = match r.status {
+        Some((st, _)) => Ok(st),
+        None => r.child.wait(),
+    };
     let t = now();
     let summary: Option<serde_json::Value> = serde_json::from_slice(&r.summary).ok();
     let (st, err) = match status {
@@ -598,22 +692,29 @@ fn notify_run(
 /// cancelled.
 fn stop_all(state: &State, running: &mut BTreeMap<String, Running>) {
     for r in running.values() {
-        signal(&r.child, rustix::process::Signal::CONT);
-        signal(&r.child, rustix::process::Signal::TERM);
+        signal_group(&r.child, rustix::process::Signal::CONT);
+        signal_group(&r.child, rustix::process::Signal::TERM);
     }
     let deadline = std::time::Instant::now() + STOP_GRACE;
     for (job, mut r) in std::mem::take(running) {
+        if r.status.is_some() {
+            // It had ended by itself: record how.
+            finish_job(state, &job, r);
+            continue;
+        }
         loop {
             match r.child.try_wait() {
                 Ok(Some(_)) | Err(_) => break,
                 Ok(None) if std::time::Instant::now() >= deadline => {
-                    let _ = r.child.kill();
+                    signal_group(&r.child, rustix::process::Signal::KILL);
                     let _ = r.child.wait();
                     break;
                 }
                 Ok(None) => std::thread::sleep(Duration::from_millis(50)),
             }
         }
+        // Whatever the job left running in its group goes with it.
+        signal_group(&r.child, rustix::process::Signal::KILL);
         let t = now();
         let _ = state.log(r.run, t, "error", "cancelled: the daemon stopped");
         if let Err(e) = state.finish_run(

@@ -200,6 +200,7 @@ fn run(cli: &Cli) -> anyhow::Result<i32> {
         Command::Tag(a) => retention::tag(g, a),
         Command::Annotate(a) => retention::annotate(g, a),
         Command::Lock(a) => retention::lock(g, a),
+        Command::ObjectLock(c) => object_lock::run(g, c),
         Command::Repair(r) => maintenance::repair(g, r),
         Command::AppendOnly => maintenance::append_only(g),
         Command::Copy(a) => copy::copy(g, a),

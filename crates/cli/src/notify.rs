@@ -111,6 +111,11 @@ pub fn send(n: &Notify, host: &str, subject: &str, body: &str) -> Result<()> {
         .port(n.smtp_port.unwrap_or(port))
         .tls(tls)
         .timeout(Some(TIMEOUT));
+    if n.smtp_user.is_some() && n.smtp_security == SmtpSecurity::None {
+        bail!(
+            "[notify] smtp_user with smtp_security = \"none\" would send the SMTP password in clear text; use starttls or tls"
+        );
+    }
     if let Some(user) = &n.smtp_user {
         let Some(file) = &n.smtp_password_file else {
             bail!("[notify] smtp_user is set but smtp_password_file is not");
@@ -131,4 +136,25 @@ pub fn send(n: &Notify, host: &str, subject: &str, body: &str) -> Result<()> {
         )
     })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_is_never_sent_without_tls() {
+        let n = Notify {
+            email_to: vec!["ops@example.com".into()],
+            email_from: None,
+            smtp_host: "127.0.0.1".into(),
+            smtp_port: Some(1),
+            smtp_security: SmtpSecurity::None,
+            smtp_user: Some("me".into()),
+            smtp_password_file: Some("/nonexistent".into()),
+            smtp_ca_file: None,
+        };
+        let e = send(&n, "host", "s", "b").expect_err("refused").to_string();
+        assert!(e.contains("clear text"), "{e}");
+    }
 }

@@ -1,14 +1,15 @@
-//! S3 Object Lock in the CLI: the `init` options, the retention part of `lock`, and what
-//! `prune` reports about objects it had to leave in place. The work is in
+//! S3 Object Lock in the CLI: the `init` options, the retention part of `lock`, what `prune`
+//! reports about objects it had to leave in place, and `object-lock refresh`. The work is in
 //! `snapguard_engine::object_lock`; this module parses and renders.
 
 use crate::args::GlobalArgs;
 use crate::render;
 use anyhow::Result;
-use clap::Args;
+use clap::{Args, Subcommand};
 use serde_json::json;
 use snapguard_backend::Backend;
-use snapguard_engine::object_lock::{ExtendSummary, RetainedObject};
+use snapguard_engine::lock::LockKind;
+use snapguard_engine::object_lock::{ExtendSummary, RefreshSummary, RetainedObject};
 use snapguard_engine::Repository;
 use snapguard_format::{ObjectLockMode, ObjectLockSettings, SnapshotId, Timestamp};
 
@@ -99,10 +100,11 @@ pub fn extend(
     if let Some(s) = &summary {
         if !g.json && !g.quiet {
             println!(
-                "S3 Object Lock: retention of {} object(s) extended to {} ({} already retained that long): snapshot file, annotations, {} pack(s), {} index file(s)",
+                "S3 Object Lock: retention of {} object(s) extended to {} ({} already retained that long): config, {} key slot(s), snapshot file, annotations, {} pack(s), {} index file(s)",
                 s.extended,
                 render::rfc3339(until),
                 s.unchanged,
+                s.key_slots,
                 s.packs,
                 s.index_files
             );
@@ -118,6 +120,7 @@ pub fn summary_json(s: &ExtendSummary, until: Timestamp) -> serde_json::Value {
         "objects": s.objects,
         "packs": s.packs,
         "index_files": s.index_files,
+        "key_slots": s.key_slots,
         "extended": s.extended,
         "unchanged": s.unchanged,
     })
@@ -138,6 +141,49 @@ pub fn print_retained(retained: &[RetainedObject]) {
         println!(
             "{} {what} kept: locked until {latest} at the latest (S3 Object Lock); a prune after that deletes them",
             of_kind.len()
+        );
+    }
+}
+
+/// `snapguard object-lock …`: maintenance of an S3 Object Lock repository.
+#[derive(Subcommand, Debug)]
+pub enum ObjectLockCommand {
+    /// Extend the S3 Object Lock retention of everything a restore needs (config, key slots,
+    /// index files, the packs they list, snapshot files, annotations) to now + the
+    /// repository's retention period, skipping objects already retained for at least half of
+    /// it. Run it at least once per half period (cron, systemd timer): objects new snapshots
+    /// deduplicate against are otherwise only retained until their first period ends.
+    Refresh,
+}
+
+pub fn run(g: &GlobalArgs, c: &ObjectLockCommand) -> Result<i32> {
+    match c {
+        ObjectLockCommand::Refresh => refresh(g),
+    }
+}
+
+fn refresh(g: &GlobalArgs) -> Result<i32> {
+    // Shared: backups may run meanwhile (what they write carries a full retention already);
+    // prune, which deletes, waits.
+    let (repo, _lock) = crate::commands::open(g, LockKind::Shared, "object-lock refresh")?;
+    let s = snapguard_engine::object_lock::refresh(&repo)?;
+    if g.json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+    } else if !g.quiet {
+        print_refresh(&s);
+    }
+    Ok(0)
+}
+
+fn print_refresh(s: &RefreshSummary) {
+    println!(
+        "S3 Object Lock: {} object(s) extended to {}, {} already retained until at least {}, {} not retained because no restore needs them (left to prune)",
+        s.extended, s.retain_until, s.already_retained, s.skip_if_retained_until, s.not_needed
+    );
+    for (kind, c) in &s.by_kind {
+        println!(
+            "  {kind:<15} {:>8} extended {:>8} already retained",
+            c.extended, c.already_retained
         );
     }
 }

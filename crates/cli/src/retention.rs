@@ -79,7 +79,8 @@ pub fn forget(g: &GlobalArgs, a: &ForgetArgs) -> Result<i32> {
         now,
         utc_offset_secs: local_offset(),
     };
-    let decisions = snapguard_engine::forget::plan(&views, &opts)?;
+    let mut decisions = snapguard_engine::forget::plan(&views, &opts)?;
+    snapguard_engine::forget::keep_retained(&repo, &mut decisions, &opts)?;
     let remove = decisions.iter().filter(|d| !d.keep).count();
     if g.json && a.dry_run {
         println!(
@@ -216,6 +217,8 @@ pub fn lock(g: &GlobalArgs, a: &LockArgs) -> Result<i32> {
     }
     let (repo, _lock) = open(g, LockKind::Shared, "lock")?;
     let v = current_view(&repo, &a.snapshot)?;
+    // Before the annotation is written: on a copy without S3 Object Lock, fail unchanged.
+    snapguard_engine::object_lock::ensure_retainable(&repo, v.id)?;
     if v.lock_until.is_some_and(|cur| cur >= until) {
         // The storage retention is (re)applied anyway: an earlier run may have stopped
         // half-way, and extending is idempotent.

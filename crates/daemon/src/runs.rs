@@ -120,10 +120,13 @@ impl State {
 
     /// Record that a run starts: the job's last start and a `running` row, in one transaction.
     pub fn start_run(&self, job: &str, trigger: Trigger, now: i64) -> Result<i64> {
-        let tx = self
-            .conn()
-            .unchecked_transaction()
-            .map_err(|e| self.db(e))?;
+        // IMMEDIATE: take the write lock first (waiting for the busy timeout), so a read
+        // cannot fail to turn into a write when the CLI writes at the same time.
+        let tx = rusqlite::Transaction::new_unchecked(
+            self.conn(),
+            rusqlite::TransactionBehavior::Immediate,
+        )
+        .map_err(|e| self.db(e))?;
         tx.execute(
             "INSERT INTO jobs (name, first_seen, last_start) VALUES (?1, ?2, ?2)
              ON CONFLICT (name) DO UPDATE SET last_start = ?2",
@@ -187,10 +190,13 @@ impl State {
 
     /// Append a line to a run's log; returns its number (1, 2, 3 …).
     pub fn log(&self, run: i64, at: i64, level: &str, line: &str) -> Result<i64> {
-        let tx = self
-            .conn()
-            .unchecked_transaction()
-            .map_err(|e| self.db(e))?;
+        // IMMEDIATE: take the write lock first (waiting for the busy timeout), so a read
+        // cannot fail to turn into a write when the CLI writes at the same time.
+        let tx = rusqlite::Transaction::new_unchecked(
+            self.conn(),
+            rusqlite::TransactionBehavior::Immediate,
+        )
+        .map_err(|e| self.db(e))?;
         let seq: i64 = tx
             .query_row(
                 "SELECT COALESCE(MAX(seq), 0) + 1 FROM run_log WHERE run = ?1",

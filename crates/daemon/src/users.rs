@@ -103,6 +103,15 @@ pub fn check_user_name(name: &str) -> Result<()> {
     }
 }
 
+fn check_password(password: &str) -> Result<()> {
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(Error::Invalid(format!(
+            "the password must have at least {MIN_PASSWORD_CHARS} characters"
+        )));
+    }
+    Ok(())
+}
+
 fn hash(password: &str, cost: &HashCost) -> Result<String> {
     let salt = SaltString::generate(&mut OsRng);
     cost.hasher()?
@@ -132,11 +141,7 @@ impl State {
         cost: &HashCost,
     ) -> Result<User> {
         check_user_name(name)?;
-        if password.chars().count() < MIN_PASSWORD_CHARS {
-            return Err(Error::Invalid(format!(
-                "the password must have at least {MIN_PASSWORD_CHARS} characters"
-            )));
-        }
+        check_password(password)?;
         let h = Zeroizing::new(hash(password, cost)?);
         let n = self
             .conn()
@@ -160,11 +165,7 @@ impl State {
 
     /// Replace an account's password.
     pub fn set_password(&self, name: &str, password: &str, cost: &HashCost) -> Result<()> {
-        if password.chars().count() < MIN_PASSWORD_CHARS {
-            return Err(Error::Invalid(format!(
-                "the password must have at least {MIN_PASSWORD_CHARS} characters"
-            )));
-        }
+        check_password(password)?;
         let h = Zeroizing::new(hash(password, cost)?);
         let n = self
             .conn()

@@ -231,6 +231,9 @@ pub fn check_with_progress(
         name_users(repo, &snaps, &bad_blobs, &mut r);
     }
     // S3 Object Lock: immutable snapshots whose objects the storage would let go earlier.
+    for (object, message) in crate::object_lock::expiring_retentions(repo)? {
+        r.note(object, message);
+    }
     for (object, message) in crate::object_lock::short_retentions(repo, opts.now)? {
         r.note(object, message);
     }

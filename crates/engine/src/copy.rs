@@ -161,10 +161,14 @@ pub fn copy(
     opts: &CopyOptions,
 ) -> Result<CopyReport> {
     dst.ensure_writable()?;
-    if src.config().repo_id == dst.config().repo_id && src.location() == dst.location() {
+    // One repository may be reached by two locations (a path and sftp:…, a symlink): the id
+    // decides.
+    if src.config().repo_id == dst.config().repo_id {
         return Err(Error::InvalidArgument(format!(
-            "the source and the target are the same repository ({}); give another one with --to",
-            dst.location()
+            "{} and {} are the same repository (id {}), or one is a file-for-file copy of the other; give another one with --to",
+            src.location(),
+            dst.location(),
+            src.config().repo_id.short()
         )));
     }
     let mode = mode(src, dst);
@@ -233,15 +237,11 @@ pub fn copy(
         };
         let mut copy = snap.clone();
         copy.tree = tree;
-        copy.parent = snap.parent.and_then(|p| {
+        copy.parent = match snap.parent {
             // Point at the parent's copy in the target if there is one.
-            let parent_origin = selected
-                .iter()
-                .find(|(i, _)| *i == p)
-                .map(|(i, s)| origin_of(*i, s))
-                .unwrap_or(p);
-            present.get(&parent_origin).copied()
-        });
+            Some(p) => parent_origin(src, selected, p)?.and_then(|o| present.get(&o).copied()),
+            None => None,
+        };
         copy.copied_from = Some(CopyOrigin {
             snapshot: origin,
             repository: snap
@@ -252,7 +252,33 @@ pub fn copy(
             source: *id,
             source_repository: src.config().repo_id,
         });
-        let target = dst.save_snapshot(&copy)?;
+        let target = match dst.save_snapshot(&copy) {
+            Ok(target) => target,
+            // Same keys: the snapshot's id is the keyed hash of its content, so another copy
+            // running at the same time has committed exactly this snapshot.
+            Err(Error::Backend {
+                cause: BackendError::AlreadyExists { .. },
+                ..
+            }) => {
+                let existing = SnapshotId(dst.crypt().id_of(&copy.encode()));
+                dst.load_snapshot(&existing)?;
+                tracing::info!(source = %id.short(), target = %existing.short(), "another copy has just copied this snapshot");
+                present.insert(origin, existing);
+                let have = crate::annotate::load(dst)?;
+                let have = have.get(&existing).map(Vec::as_slice).unwrap_or(&[]);
+                let annotations = copy_annotations(dst, existing, anns, have)?;
+                report.skipped.push(SkippedSnapshot {
+                    source: *id,
+                    existing,
+                    annotations,
+                });
+                if let Some(p) = &progress {
+                    p.add_files(1);
+                }
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         tracing::info!(source = %id.short(), target = %target.short(), "copied snapshot");
         present.insert(origin, target);
         let annotations = copy_annotations(dst, target, anns, &[])?;
@@ -266,6 +292,28 @@ pub fn copy(
         }
     }
     Ok(report)
+}
+
+/// The original of the source snapshot `parent` (itself if it is not a copy, or if it cannot
+/// be read any more).
+fn parent_origin(
+    src: &Repository,
+    selected: &[(SnapshotId, SnapshotFile)],
+    parent: SnapshotId,
+) -> Result<Option<SnapshotId>> {
+    if let Some((i, s)) = selected.iter().find(|(i, _)| *i == parent) {
+        return Ok(Some(origin_of(*i, s)));
+    }
+    match src.load_snapshot(&parent) {
+        Ok(s) => Ok(Some(origin_of(parent, &s))),
+        // Forgotten or damaged in the source: its id is the best guess at its origin.
+        Err(Error::Backend {
+            cause: BackendError::NotFound { .. },
+            ..
+        })
+        | Err(Error::Corrupt { .. }) => Ok(Some(parent)),
+        Err(e) => Err(e),
+    }
 }
 
 /// Write the annotations of `from` that `have` (the target snapshot's) lacks, naming `target`,

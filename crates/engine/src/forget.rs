@@ -136,6 +136,37 @@ pub fn plan(views: &[SnapshotView], opts: &ForgetOptions) -> Result<Vec<ForgetDe
     Ok(out)
 }
 
+/// S3 Object Lock: a snapshot whose file the storage still retains cannot be forgotten yet.
+/// Decided by a policy, it is kept with the reason "retained by object lock until DATE" (a
+/// later run forgets it once the retention has ended); named on the command line
+/// (`opts.ids`), the whole run fails with [`Error::ObjectLocked`] naming the first one, before
+/// anything is deleted. Nothing (and no request) on a repository without Object Lock.
+pub fn keep_retained(
+    repo: &Repository,
+    decisions: &mut [ForgetDecision],
+    opts: &ForgetOptions,
+) -> Result<()> {
+    let doomed: Vec<SnapshotId> = decisions
+        .iter()
+        .filter(|d| !d.keep)
+        .filter_map(|d| SnapshotId::from_hex(&d.id).ok())
+        .collect();
+    let held = crate::object_lock::retained_snapshots(repo, &doomed)?;
+    if let (false, Some((id, until))) = (opts.ids.is_empty(), held.first()) {
+        return Err(crate::object_lock::retained_snapshot_error(
+            id,
+            until.clone(),
+        ));
+    }
+    for (id, until) in held {
+        if let Some(d) = decisions.iter_mut().find(|d| d.id == id.to_hex()) {
+            d.keep = true;
+            d.reasons = vec![format!("retained by object lock until {until}")];
+        }
+    }
+    Ok(())
+}
+
 fn immutable(v: &SnapshotView) -> Error {
     Error::Immutable {
         snapshot: v.id.short(),
@@ -149,13 +180,19 @@ pub fn execute(repo: &Repository, decisions: &[ForgetDecision], now: Timestamp) 
     repo.ensure_lock_fresh()?;
     let (views, _) = crate::annotate::views(repo)?;
     let annotations = crate::annotate::load(repo)?;
-    // S3 Object Lock: refuse before anything is deleted.
+    // S3 Object Lock: refuse before anything is deleted (`keep_retained` kept those it could
+    // when the plan was made; this catches a plan made without it).
     let doomed: Vec<SnapshotId> = decisions
         .iter()
         .filter(|d| !d.keep)
         .filter_map(|d| SnapshotId::from_hex(&d.id).ok())
         .collect();
-    crate::object_lock::refuse_retained_snapshots(repo, &doomed)?;
+    if let Some((id, until)) = crate::object_lock::retained_snapshots(repo, &doomed)?
+        .into_iter()
+        .next()
+    {
+        return Err(crate::object_lock::retained_snapshot_error(&id, until));
+    }
     let mut removed = 0;
     for d in decisions.iter().filter(|d| !d.keep) {
         let Ok(id) = SnapshotId::from_hex(&d.id) else {

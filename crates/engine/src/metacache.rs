@@ -133,14 +133,23 @@ impl MetaCache {
         }
     }
 
-    /// Delete the tree entries of packs for which `live` says no.
+    /// Delete the tree entries of packs for which `live` says no, and stale temporary files:
+    /// at the top of `trees/` every time, inside the packs' directories at most once per
+    /// [`STALE_TEMP`] (a file has to be that old to be removed anyway, so looking more often
+    /// would only cost a directory read per pack). `trees/.swept` records the last time.
     fn sweep_trees(&self, live: impl Fn(&PackId) -> bool) {
-        let Ok(entries) = std::fs::read_dir(self.dir.join("trees")) else {
+        let trees = self.dir.join("trees");
+        let Ok(entries) = std::fs::read_dir(&trees) else {
             return;
         };
+        let stamp = trees.join(SWEPT_STAMP);
+        let inner_due = !is_younger_than(&stamp, STALE_TEMP);
         for e in entries.flatten() {
             let name = e.file_name();
             let name = name.to_string_lossy();
+            if name == SWEPT_STAMP {
+                continue;
+            }
             if name.starts_with(".tmp-") {
                 remove_if_stale(&e.path());
                 continue;
@@ -149,9 +158,38 @@ impl MetaCache {
             if !keep {
                 tracing::debug!("metadata cache: pack {name} is no longer indexed");
                 let _ = std::fs::remove_dir_all(e.path());
+            } else if inner_due {
+                if let Ok(inner) = std::fs::read_dir(e.path()) {
+                    for f in inner.flatten() {
+                        if f.file_name().to_string_lossy().starts_with(".tmp-") {
+                            remove_if_stale(&f.path());
+                        }
+                    }
+                }
             }
         }
+        if inner_due {
+            let _ = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&stamp)
+                .and_then(|f| f.set_modified(SystemTime::now()));
+        }
     }
+}
+
+/// The file in `trees/` whose modification time is the last sweep inside the packs' directories.
+const SWEPT_STAMP: &str = ".swept";
+
+/// Whether `path` exists and was modified less than `age` ago.
+fn is_younger_than(path: &Path, age: Duration) -> bool {
+    std::fs::symlink_metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| SystemTime::now().duration_since(t).ok())
+        .is_some_and(|a| a < age)
 }
 
 fn remove_if_stale(path: &Path) {

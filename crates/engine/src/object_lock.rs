@@ -8,8 +8,11 @@
 //! an object still retained ([`snapguard_backend::BackendError::RetentionLocked`] instead).
 //!
 //! On top of that, [`extend_for_snapshot`] raises the retention of everything one snapshot
-//! needs to restore (`snapguard lock`), and [`refuse_retained_snapshots`] lets `forget` refuse
-//! before deleting anything. Prune treats retained objects as kept (see `prune.rs`).
+//! needs to restore (`snapguard lock`), [`refresh`] keeps everything any restore needs
+//! retained (`snapguard object-lock refresh`, to be run at least once per half period),
+//! [`expiring_retentions`] lets `check` report what the refresh would fix, and
+//! [`retained_snapshots`] lets `forget` keep retained snapshots. Prune treats retained
+//! objects as kept (see `prune.rs`).
 //!
 //! It does not talk to S3 itself (the backend's [`snapguard_backend::ObjectLock`] does) and
 //! it does not decide policy beyond the repository's settings.
@@ -115,25 +118,29 @@ pub(crate) fn arm(backend: &dyn Backend, header: &ConfigHeader, config: &ConfigF
     Ok(())
 }
 
-/// Fail with [`Error::ObjectLocked`] if the snapshot file of any of `ids` is retained, before
-/// `forget` deletes anything.
-pub fn refuse_retained_snapshots(repo: &Repository, ids: &[SnapshotId]) -> Result<()> {
-    // One HEAD per snapshot, in parallel; a missing file has no retention.
+/// Which of the snapshot files of `ids` are retained now, with their retain-until dates
+/// (RFC 3339), in the order given: one HEAD per snapshot, in parallel; nothing and no request
+/// on a repository without Object Lock.
+pub fn retained_snapshots(
+    repo: &Repository,
+    ids: &[SnapshotId],
+) -> Result<Vec<(SnapshotId, String)>> {
     let held = retained(
         repo,
         FileType::Snapshot,
         ids.iter().map(SnapshotId::to_hex).collect(),
     )?;
-    // The first in the order given, so the message is predictable.
-    match ids
+    Ok(ids
         .iter()
-        .find_map(|id| held.get(&id.to_hex()).map(|u| (id, *u)))
-    {
-        Some((id, until)) => Err(Error::ObjectLocked {
-            what: format!("snapshot {} (snapshots/{})", id.short(), id.to_hex()),
-            until: fmt_until(until),
-        }),
-        None => Ok(()),
+        .filter_map(|id| held.get(&id.to_hex()).map(|u| (*id, fmt_until(*u))))
+        .collect())
+}
+
+/// The error for a snapshot named for deletion whose file is still retained.
+pub fn retained_snapshot_error(id: &SnapshotId, until: String) -> Error {
+    Error::ObjectLocked {
+        what: format!("snapshot {} (snapshots/{})", id.short(), id.to_hex()),
+        until,
     }
 }
 
@@ -248,6 +255,244 @@ pub(crate) fn fmt_until(t: SystemTime) -> String {
     snapguard_backend::fmt_system_time(t)
 }
 
+/// For `check`: every object a restore needs ([`needed_objects`]) whose storage retention has
+/// ended or ends within half the repository's period, as one note per kind of object, with the
+/// command that extends them. Nothing on a repository without Object Lock.
+pub(crate) fn expiring_retentions(repo: &Repository) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    let Some(settings) = repo.config().object_lock else {
+        return Ok(out);
+    };
+    let Some(lock) = repo.backend().object_lock() else {
+        return Ok(out);
+    };
+    // A repository whose index cannot be read is left to the rest of `check`.
+    let Ok(needed) = needed_objects(repo) else {
+        return Ok(out);
+    };
+    let found = lock
+        .retentions(&needed.objects)
+        .map_err(|cause| Error::Backend {
+            location: repo.location(),
+            cause,
+        })?;
+    let now = SystemTime::now();
+    let threshold = now + Duration::from_secs(settings.retention_secs / 2);
+    for t in REFRESHED {
+        let mut expired = 0u64;
+        let mut ending = Vec::new();
+        for ((_, _), r) in needed
+            .objects
+            .iter()
+            .zip(&found)
+            .filter(|((x, _), _)| *x == t)
+        {
+            match r {
+                Some(r) if r.until >= threshold => {}
+                Some(r) if r.until > now => ending.push(r.until),
+                _ => expired += 1,
+            }
+        }
+        if expired == 0 && ending.is_empty() {
+            continue;
+        }
+        let mut parts = Vec::new();
+        if expired > 0 {
+            parts.push(format!("{expired} no longer retained"));
+        }
+        if let Some(first) = ending.iter().min() {
+            parts.push(format!(
+                "{} retained only until {} at the earliest",
+                ending.len(),
+                fmt_until(*first)
+            ));
+        }
+        out.push((
+            format!("S3 Object Lock ({})", kind_name(t)),
+            format!(
+                "{} of the {} object(s) a restore needs: {} (less than half the repository's retention period of {} left); run 'snapguard object-lock refresh' (at least once per half period, e.g. from cron or a systemd timer) to extend them",
+                kind_name(t),
+                needed.objects.iter().filter(|(x, _)| *x == t).count(),
+                parts.join(", "),
+                snapguard_policy::format_duration(settings.retention_secs as i64)
+            ),
+        ));
+    }
+    Ok(out)
+}
+
+/// The kinds of objects `object-lock refresh` keeps retained, in report order.
+const REFRESHED: [FileType; 6] = [
+    FileType::Config,
+    FileType::Key,
+    FileType::Index,
+    FileType::Pack,
+    FileType::Snapshot,
+    FileType::Annotation,
+];
+
+fn kind_name(t: FileType) -> &'static str {
+    match t {
+        FileType::Config => "config",
+        FileType::Key => "key slots",
+        FileType::Index => "index files",
+        FileType::Pack => "packs",
+        FileType::Snapshot => "snapshot files",
+        FileType::Annotation => "annotations",
+        FileType::Lock => "lock files",
+    }
+}
+
+/// The objects a restore of any snapshot needs, and those in storage it does not.
+pub struct NeededObjects {
+    /// `config`, every key slot, every index file not superseded, every pack those list
+    /// (that exists), every snapshot file and every annotation.
+    pub objects: Vec<(FileType, String)>,
+    /// Packs in storage no current index file lists, and superseded index files: left to
+    /// prune, their retention is not extended.
+    pub not_needed: Vec<(FileType, String)>,
+}
+
+/// Everything a restore of any snapshot in the repository needs (see [`NeededObjects`]).
+pub fn needed_objects(repo: &Repository) -> Result<NeededObjects> {
+    let list = |t: FileType| -> Result<Vec<String>> {
+        Ok(repo
+            .backend()
+            .list(t)
+            .map_err(repo.backend_err())?
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect())
+    };
+    let mut objects: Vec<(FileType, String)> = list(FileType::Config)?
+        .into_iter()
+        .map(|n| (FileType::Config, n))
+        .collect();
+    objects.extend(list(FileType::Key)?.into_iter().map(|n| (FileType::Key, n)));
+    let mut not_needed = Vec::new();
+    // Index files: those no other file supersedes, and the packs they list.
+    let mut files = Vec::new();
+    let mut superseded: HashSet<IndexId> = HashSet::new();
+    for id in repo.index_ids()? {
+        let file = repo.read_index(&id.to_hex())?;
+        superseded.extend(file.supersedes.iter().copied());
+        files.push((id, file));
+    }
+    let mut listed: HashSet<String> = HashSet::new();
+    for (id, file) in &files {
+        if superseded.contains(id) {
+            not_needed.push((FileType::Index, id.to_hex()));
+            continue;
+        }
+        objects.push((FileType::Index, id.to_hex()));
+        listed.extend(file.packs.iter().map(|p| p.id.to_hex()));
+    }
+    for p in list(FileType::Pack)? {
+        if listed.contains(&p) {
+            objects.push((FileType::Pack, p));
+        } else {
+            not_needed.push((FileType::Pack, p));
+        }
+    }
+    objects.extend(
+        list(FileType::Snapshot)?
+            .into_iter()
+            .map(|n| (FileType::Snapshot, n)),
+    );
+    objects.extend(
+        list(FileType::Annotation)?
+            .into_iter()
+            .map(|n| (FileType::Annotation, n)),
+    );
+    Ok(NeededObjects {
+        objects,
+        not_needed,
+    })
+}
+
+/// Per kind of object, what [`refresh`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RefreshCounts {
+    /// Retention raised to the new date.
+    pub extended: u64,
+    /// Already retained until at least now + half the period: nothing sent.
+    pub already_retained: u64,
+}
+
+/// What [`refresh`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RefreshSummary {
+    /// The date extended objects are now retained until (RFC 3339, UTC).
+    pub retain_until: String,
+    /// Objects retained at least until this date were left alone (RFC 3339, UTC).
+    pub skip_if_retained_until: String,
+    pub extended: u64,
+    pub already_retained: u64,
+    /// Objects in storage that no restore needs (unlisted packs, superseded index files):
+    /// not extended, left for prune once their retention ends.
+    pub not_needed: u64,
+    /// Per kind: config, key slots, index files, packs, snapshot files, annotations.
+    pub by_kind: std::collections::BTreeMap<&'static str, RefreshCounts>,
+}
+
+/// `object-lock refresh`: extend every object a restore needs ([`needed_objects`]) to now +
+/// the repository's retention period, skipping those already retained until at least now +
+/// half the period, with as many requests in flight as the connection limit allows.
+/// Idempotent; run at least once per half period, it keeps the whole repository retained.
+pub fn refresh(repo: &Repository) -> Result<RefreshSummary> {
+    let unavailable = |reason: &str| Error::ObjectLockUnavailable {
+        location: repo.location(),
+        reason: reason.to_string(),
+    };
+    let Some(settings) = repo.config().object_lock else {
+        return Err(unavailable(
+            "the repository was not created with --object-lock, so there is no retention to refresh",
+        ));
+    };
+    let Some(lock) = repo.backend().object_lock() else {
+        return Err(unavailable(
+            "this is a copy of an object-lock repository on storage without S3 Object Lock; run the refresh against the S3 repository",
+        ));
+    };
+    let needed = needed_objects(repo)?;
+    let period = Duration::from_secs(settings.retention_secs);
+    let now = SystemTime::now();
+    let until = now + period;
+    let threshold = now + period / 2;
+    let backend_err = |cause| Error::Backend {
+        location: repo.location(),
+        cause,
+    };
+    let found = lock.retentions(&needed.objects).map_err(backend_err)?;
+    let mut summary = RefreshSummary {
+        retain_until: fmt_until(until),
+        skip_if_retained_until: fmt_until(threshold),
+        not_needed: needed.not_needed.len() as u64,
+        ..Default::default()
+    };
+    let mut stale = Vec::new();
+    for (obj, r) in needed.objects.iter().zip(found) {
+        let counts = summary.by_kind.entry(kind_name(obj.0)).or_default();
+        if r.is_some_and(|r| r.until >= threshold) {
+            counts.already_retained += 1;
+            summary.already_retained += 1;
+        } else {
+            stale.push(obj.clone());
+        }
+    }
+    let report = lock.extend_retention(&stale, until).map_err(backend_err)?;
+    // Extended concurrently by someone else between the HEAD and the PUT: already retained.
+    summary.extended = report.extended;
+    summary.already_retained += report.unchanged;
+    for (t, _) in &stale {
+        summary.by_kind.entry(kind_name(*t)).or_default().extended += 1;
+    }
+    if report.unchanged > 0 {
+        tracing::debug!(unchanged = report.unchanged, "extended concurrently");
+    }
+    Ok(summary)
+}
+
 /// For `check`: per snapshot still immutable at `now` (unix seconds), the objects it needs
 /// whose storage retention ends before its lock does (an interrupted `lock`, or one run on a
 /// copy without Object Lock), as (object, message) notes. Snapshots whose objects cannot be
@@ -303,21 +548,33 @@ pub(crate) fn short_retentions(repo: &Repository, now: i64) -> Result<Vec<(Strin
 /// What [`extend_for_snapshot`] did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ExtendSummary {
-    /// Objects the snapshot needs: its file, its annotations, the packs of its trees and
-    /// data, and the index files listing those packs.
+    /// Objects the snapshot needs: config, key slots, its file, its annotations, the packs of
+    /// its trees and data, and the index files listing those packs.
     pub objects: u64,
     pub packs: u64,
     pub index_files: u64,
+    pub key_slots: u64,
     /// Objects whose retention was raised.
     pub extended: u64,
     /// Objects already retained at least that long.
     pub unchanged: u64,
 }
 
-/// Every object snapshot `id` needs to be restored and listed.
+/// Every object snapshot `id` needs to be restored and listed: `config` and every key slot
+/// (without them nothing opens), its file, its annotations, its packs and their index files.
 pub fn objects_of_snapshot(repo: &Repository, id: SnapshotId) -> Result<Vec<(FileType, String)>> {
     let snapshot = repo.load_snapshot(&id)?;
-    let mut objects = vec![(FileType::Snapshot, id.to_hex())];
+    let mut objects = vec![
+        (FileType::Config, "config".to_string()),
+        (FileType::Snapshot, id.to_hex()),
+    ];
+    objects.extend(
+        repo.backend()
+            .list(FileType::Key)
+            .map_err(repo.backend_err())?
+            .into_iter()
+            .map(|(n, _)| (FileType::Key, n)),
+    );
     if let Some(list) = crate::annotate::load(repo)?.get(&id) {
         objects.extend(
             list.iter()
@@ -377,6 +634,22 @@ pub fn objects_of_snapshot(repo: &Repository, id: SnapshotId) -> Result<Vec<(Fil
     Ok(objects)
 }
 
+/// Fail if `lock` could not give snapshot `id` a storage retention: the repository was created
+/// with Object Lock but this copy of it is on storage without (called before anything is
+/// written, so a refused `lock` changes nothing).
+pub fn ensure_retainable(repo: &Repository, id: SnapshotId) -> Result<()> {
+    if repo.config().object_lock.is_some() && repo.backend().object_lock().is_none() {
+        return Err(Error::ObjectLockUnavailable {
+            location: repo.location(),
+            reason: format!(
+                "this is a copy of an object-lock repository on storage without S3 Object Lock, so snapshot {} cannot be retained here; lock it in the S3 repository",
+                id.short()
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Raise the storage retention of everything snapshot `id` needs to at least `until` (never
 /// shortened). Idempotent: objects already retained long enough are counted, not touched.
 /// On a repository without Object Lock this does nothing and returns None.
@@ -389,12 +662,15 @@ pub fn extend_for_snapshot(
         return Ok(None);
     }
     let Some(lock) = repo.backend().object_lock() else {
-        // A copy on a disk or SFTP server: the immutability annotation is all there is.
-        tracing::warn!(
-            location = %repo.location(),
-            "this copy of an S3 Object Lock repository has no object lock; lock the snapshot in the S3 repository too"
-        );
-        return Ok(None);
+        // A copy on a disk or SFTP server: the storage cannot retain anything, so the
+        // snapshot would only look protected.
+        return Err(Error::ObjectLockUnavailable {
+            location: repo.location(),
+            reason: format!(
+                "this is a copy of an object-lock repository on storage without S3 Object Lock, so snapshot {} cannot be retained here; lock it in the S3 repository",
+                id.short()
+            ),
+        });
     };
     let objects = objects_of_snapshot(repo, id)?;
     let until = SystemTime::UNIX_EPOCH + Duration::from_secs(until.secs.max(0) as u64);
@@ -409,6 +685,7 @@ pub fn extend_for_snapshot(
         objects: objects.len() as u64,
         packs: count(FileType::Pack),
         index_files: count(FileType::Index),
+        key_slots: count(FileType::Key),
         extended: report.extended,
         unchanged: report.unchanged,
     }))

@@ -51,7 +51,12 @@ pub fn repair_index(repo: &mut Repository) -> Result<IndexRepair> {
         }
     }
     let old = repo.index_ids()?;
-    repo.write_index_superseding(packs, old.clone())?;
+    let listed: Vec<String> = packs.iter().map(|p| p.id.to_hex()).collect();
+    let new_index = repo.write_index_superseding(packs, old.clone())?;
+    // S3 Object Lock: the new index is what makes the retained packs it lists readable, so it
+    // gets their latest retention, like prune's new index files.
+    let retained = crate::object_lock::retained_packs(repo)?;
+    crate::object_lock::cover_index(repo, new_index, &listed, &retained)?;
     if !repo.is_append_only() {
         for id in old {
             if repo.backend().remove(FileType::Index, &id.to_hex()).is_ok() {

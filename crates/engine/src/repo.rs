@@ -229,12 +229,7 @@ impl Repository {
         }
         // No config but other repository files: an interrupted init or a damaged repository.
         // Refuse rather than mix a new key with old data.
-        for t in [
-            FileType::Key,
-            FileType::Snapshot,
-            FileType::Index,
-            FileType::Pack,
-        ] {
+        for t in [FileType::Snapshot, FileType::Index, FileType::Pack] {
             if !backend.list(t).map_err(backend_err(&*backend))?.is_empty() {
                 return Err(Error::InvalidArgument(format!(
                     "{} has no config but already holds repository files ({}/): an interrupted 'init' or a damaged repository; use an empty directory, or remove that one if it holds nothing you need",
@@ -243,13 +238,18 @@ impl Repository {
                 )));
             }
         }
+        // Only key slots: an init interrupted between its key slot and its config (on an S3
+        // Object Lock bucket such a slot cannot be deleted for the whole period). Finish it
+        // with that slot if this password opens every slot there.
+        let resumed = resumable_slot(&*backend, secret, shared.is_some())?;
         opts.kdf
             .validate()
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
         backend.create().map_err(backend_err(&*backend))?;
-        let (bundle, from_config) = match shared {
-            Some((bundle, config)) => (bundle, Some(config)),
-            None => (KeyBundle::generate(&mut rand_core::OsRng), None),
+        let (bundle, from_config) = match (shared, &resumed) {
+            (Some((bundle, config)), _) => (bundle, Some(config)),
+            (None, Some((_, bundle))) => (bundle.clone(), None),
+            (None, None) => (KeyBundle::generate(&mut rand_core::OsRng), None),
         };
         let crypt = Crypt::new(bundle, opts.cipher);
         let repo_id = RepoId(random_bytes(&mut rand_core::OsRng));
@@ -317,19 +317,28 @@ impl Repository {
             created_unix: opts.now.secs,
             capabilities: vec!["read".into(), "write".into()],
         };
-        let slot = KeySlot::create(
-            &mut rand_core::OsRng,
-            &crypt.bundle,
-            secret.template(opts.kdf),
-            &secret.unlocker(),
-            opts.cipher,
-            &meta,
-        )
-        .map_err(|e| Error::InvalidArgument(e.to_string()))?;
-        let slot_id = SlotId(slot.id());
-        backend
-            .write(FileType::Key, &slot_id.to_hex(), &slot.encode())
-            .map_err(backend_err(&*backend))?;
+        let slot_id = match resumed {
+            Some((id, _)) => {
+                tracing::info!(slot = %id.to_hex(), "finishing an interrupted init with its key slot");
+                id
+            }
+            None => {
+                let slot = KeySlot::create(
+                    &mut rand_core::OsRng,
+                    &crypt.bundle,
+                    secret.template(opts.kdf),
+                    &secret.unlocker(),
+                    opts.cipher,
+                    &meta,
+                )
+                .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+                let slot_id = SlotId(slot.id());
+                backend
+                    .write(FileType::Key, &slot_id.to_hex(), &slot.encode())
+                    .map_err(backend_err(&*backend))?;
+                slot_id
+            }
+        };
         let bytes = seal_config(&crypt, &header, &config)?;
         backend
             .write(FileType::Config, "config", &bytes)
@@ -670,9 +679,25 @@ impl Repository {
         let file = IndexFile { packs, supersedes };
         let (id, bytes) = self.crypt.seal_object(ObjectKind::Index, &file.encode())?;
         let id = IndexId(id);
-        self.backend
-            .write(FileType::Index, &id.to_hex(), &bytes)
-            .map_err(self.backend_err())?;
+        match self.backend.write(FileType::Index, &id.to_hex(), &bytes) {
+            Ok(()) => {}
+            // An index file's id is the keyed hash of its content: another process (e.g. a
+            // concurrent same-keys copy) wrote exactly these entries. Use it if it opens.
+            Err(BackendError::AlreadyExists { .. }) => {
+                let name = id.to_hex();
+                let existing = self
+                    .backend
+                    .read(FileType::Index, &name)
+                    .map_err(self.backend_err())?;
+                self.crypt.open_object(
+                    ObjectKind::Index,
+                    &id.0,
+                    &existing,
+                    &format!("index/{name}"),
+                )?;
+            }
+            Err(e) => return Err(self.backend_err()(e)),
+        }
         for p in &file.packs {
             self.index.add_pack(p);
         }
@@ -987,6 +1012,50 @@ impl Repository {
             ))),
         }
     }
+}
+
+/// For `init` on a location without config: None if it holds no key slot; the first slot and
+/// its keys if `secret` opens every slot there (an interrupted init run again with the same
+/// password); else an error that explains.
+fn resumable_slot(
+    backend: &dyn Backend,
+    secret: &Secret,
+    sharing_keys: bool,
+) -> Result<Option<(SlotId, KeyBundle)>> {
+    let slots = list_slots(backend)?;
+    if slots.is_empty() {
+        return Ok(None);
+    }
+    let refuse = |why: String| {
+        Error::InvalidArgument(format!(
+            "{} has no config but already holds {} key slot(s) (keys/){why}: an interrupted 'init' or a damaged repository; run 'init' again with the password (or key file) given the first time to finish it, or use an empty location (on an S3 Object Lock bucket the slots cannot be deleted before their retention ends)",
+            backend.location(),
+            slots.len()
+        ))
+    };
+    if sharing_keys {
+        return Err(refuse(", and --copy-keys-from cannot reuse them".into()));
+    }
+    let unlocker = secret.unlocker();
+    let mut first = None;
+    for (id, slot) in &slots {
+        let bundle = slot
+            .as_ref()
+            .filter(|s| s.matches(&unlocker))
+            .and_then(|s| s.unlock(&unlocker).ok());
+        match bundle {
+            Some(b) => {
+                first.get_or_insert((*id, b));
+            }
+            None => {
+                return Err(refuse(format!(
+                    " that this password does not open ({})",
+                    id.to_hex()
+                )))
+            }
+        }
+    }
+    Ok(first)
 }
 
 fn list_slots(backend: &dyn Backend) -> Result<Vec<(SlotId, Option<KeySlot>)>> {

@@ -38,6 +38,10 @@ fn show(secs: i64) -> String {
 #[case("@weekly", "2026-11-24T10:00:00Z", "2026-11-29T00:00:00Z")]
 #[case("@yearly", "2026-11-24T10:00:00Z", "2027-01-01T00:00:00Z")]
 #[case("0 0 1-7 * 1", "2026-11-24T10:00:00Z", "2026-11-30T00:00:00Z")]
+#[case("0 3 */2 * *", "2026-11-24T10:00:00Z", "2026-11-25T03:00:00Z")]
+#[case("0 3 */2 * *", "2026-11-25T10:00:00Z", "2026-11-27T03:00:00Z")]
+#[case("0 3 * * */2", "2026-11-24T10:00:00Z", "2026-11-26T03:00:00Z")]
+#[case("0 3 */10 * mon", "2026-11-24T10:00:00Z", "2026-12-21T03:00:00Z")]
 fn next_times_in_utc(#[case] expr: &str, #[case] after: &str, #[case] want: &str) {
     let c = CronExpr::parse(expr).expect("parse");
     let got = c.next_after(utc(after), &Utc).expect("fires");
@@ -191,7 +195,9 @@ mod props {
     use std::collections::BTreeSet;
 
     /// A field as a list of values, and its text.
-    fn field(lo: u32, hi: u32) -> impl Strategy<Value = (Option<BTreeSet<u32>>, String)> {
+    /// Values from `lo` to `hi` in lists and ranges; `*/step` covers the field's whole range,
+    /// up to `top`.
+    fn field(lo: u32, hi: u32, top: u32) -> impl Strategy<Value = (Option<BTreeSet<u32>>, String)> {
         prop_oneof![
             Just((None, "*".to_string())),
             proptest::collection::btree_set(lo..=hi, 1..4).prop_map(|s| {
@@ -202,6 +208,10 @@ mod props {
                 let set: BTreeSet<u32> = (a..=hi).step_by(step as usize).collect();
                 (Some(set), format!("{a}-{hi}/{step}"))
             }),
+            (2u32..6).prop_map(move |step| {
+                let set: BTreeSet<u32> = (lo..=top).step_by(step as usize).collect();
+                (Some(set), format!("*/{step}"))
+            }),
         ]
     }
 
@@ -209,9 +219,11 @@ mod props {
         let has = |i: usize, v: u32| f[i].0.as_ref().is_none_or(|s| s.contains(&v));
         let dom = has(2, t.day());
         let dow = has(4, t.weekday().num_days_from_sunday());
-        let day = match (f[2].0.is_none(), f[4].0.is_none()) {
-            (false, false) => dom || dow,
-            _ => dom && dow,
+        let star = |i: usize| f[i].1.starts_with('*');
+        let day = if star(2) || star(4) {
+            dom && dow
+        } else {
+            dom || dow
         };
         has(0, t.minute()) && has(1, t.hour()) && has(3, t.month()) && day
     }
@@ -219,7 +231,7 @@ mod props {
     proptest! {
         #[test]
         fn next_after_is_the_first_matching_minute(
-            fields in (field(0, 59), field(0, 23), field(1, 28), field(1, 12), field(0, 6)),
+            fields in (field(0, 59, 59), field(0, 23, 23), field(1, 28, 31), field(1, 12, 12), field(0, 6, 6)),
             after in 1_700_000_000i64..1_900_000_000,
         ) {
             let f = [fields.0, fields.1, fields.2, fields.3, fields.4];

@@ -712,3 +712,120 @@ fn copy_selects_by_id_host_tag_and_path_and_takes_the_target_password_from_the_e
     assert!(out.stderr_str().contains("copy its keys"), "{out}");
     assert!(!other.repo.join("config").exists());
 }
+
+#[test]
+fn copy_latest_applies_the_filters_first_and_unmatched_arguments_fail() {
+    let ws = Ws::new();
+    let one = ws.path("one");
+    let mut fx = Fixture::new(&one);
+    fx.file("f.txt", b"one\n");
+    fx.finish();
+    let sg = Sg::init(&ws, None);
+    let older = sg.backup(&[&one], &["--host", "alpha", "--tag", "daily"]);
+    let wanted = sg.backup(&[&one], &["--host", "alpha", "--tag", "daily"]);
+    let other_host = sg.backup(&[&one], &["--host", "beta", "--tag", "daily"]);
+    // The newest snapshot overall does not pass the filters.
+    sg.backup(&[&one], &["--host", "alpha", "--tag", "weekly"]);
+    let target = sg_named(&ws, "target", TARGET_PASSWORD);
+    init(&target, &[]).expect_code(0);
+    let to = target.repo.display().to_string();
+    let pw = password_file(&ws, TARGET_PASSWORD);
+
+    let r = copy_json(
+        &sg,
+        &to,
+        &pw,
+        &["latest", "--host", "alpha", "--tag", "daily"],
+    );
+    assert_eq!(num(&r, "selected"), 1, "{r}");
+    assert_eq!(str_of(&r["copied"][0], "source"), wanted.id, "{r}");
+    assert_ne!(wanted.id, older.id);
+
+    // Arguments that select nothing: exit 15, naming what was asked.
+    let run = |extra: &[&str]| {
+        let mut args: Vec<OsString> = vec!["copy".into()];
+        args.extend(extra.iter().map(OsString::from));
+        args.extend([
+            "--to".into(),
+            to.clone().into(),
+            "--to-password-file".into(),
+        ]);
+        args.push(pw.as_os_str().to_owned());
+        sg.run(&args)
+    };
+    let out = run(&["latest", "--host", "gamma"]);
+    out.expect_code(15);
+    assert!(out.stderr_str().contains("latest --host gamma"), "{out}");
+    let prefix = &other_host.id[..8];
+    let out = run(&[prefix, "--host", "alpha"]);
+    out.expect_code(15);
+    assert!(
+        out.stderr_str().contains(&format!("{prefix} --host alpha")),
+        "{out}"
+    );
+    assert_eq!(snapshots(&target).len(), 1);
+}
+
+#[test]
+fn concurrent_same_keys_copies_into_one_target_both_succeed() {
+    let ws = Ws::new();
+    let (src, built) = varied_source(&ws, "src", 8 << 20);
+    let sg = Sg::init(&ws, None);
+    let first = sg.backup(&[&src], &[]);
+    std::fs::write(src.join("second.txt"), b"second\n").expect("write");
+    sg.backup(&[&src], &[]);
+    std::fs::remove_file(src.join("second.txt")).expect("rm");
+    let target = sg_named(&ws, "target", TARGET_PASSWORD);
+    let from_pw = password_file(&ws, PASSWORD);
+    let me = sg.repo.display().to_string();
+    init(
+        &target,
+        &[
+            "--copy-keys-from",
+            &me,
+            "--from-password-file",
+            &from_pw.display().to_string(),
+        ],
+    )
+    .expect_code(0);
+    let pw = password_file(&ws, TARGET_PASSWORD);
+    let args: Vec<OsString> = vec![
+        "--json".into(),
+        "copy".into(),
+        "--to".into(),
+        target.repo.clone().into_os_string(),
+        "--to-password-file".into(),
+        pw.clone().into_os_string(),
+    ];
+    // Both start before either has written anything, so they pick the same packs to copy
+    // whole and compute the same snapshot ids.
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            sg.std_command()
+                .args(&args)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn copy")
+        })
+        .collect();
+    let mut reports = Vec::new();
+    for child in children {
+        let out = child.wait_with_output().expect("wait");
+        assert!(
+            out.status.success(),
+            "a concurrent copy failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r: Value = serde_json::from_slice(&out.stdout).expect("json");
+        reports.push(r);
+    }
+    for r in &reports {
+        assert_eq!(list_len(r, "copied") + list_len(r, "skipped"), 2, "{r}");
+    }
+    // Each source snapshot once in the target, everything readable.
+    assert_eq!(snapshots(&target).len(), 2, "{reports:?}");
+    target.run(["check", "--read-data"]).expect_code(0);
+    restore_and_compare(&target, &ws, &first.id_in(&target), &src, &built, "r1");
+}

@@ -414,3 +414,65 @@ fn notifications_use_starttls_and_check_the_certificate() {
     daemon.signal(rustix::process::Signal::TERM);
     assert_eq!(daemon.finish().code, Some(0));
 }
+
+/// A job that leaves a process behind holding its output (here a password command that starts
+/// a helper in the background, as gpg-agent does) still ends when its own process ends: the
+/// run is recorded, the helper is killed with the job's process group, and the next job runs.
+#[test]
+fn a_job_whose_helper_keeps_its_output_open_still_ends() {
+    let ws = Ws::new();
+    let mut sg = Sg::init(&ws, None);
+    let src = ws.path("src");
+    let mut fx = Fixture::new(&src);
+    fx.file("a.txt", b"x\n");
+    fx.finish();
+    let marker = ws.path("helper-alive");
+    let config = ws.path("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[jobs.a]\nkind = \"backup\"\npaths = [\"{src}\"]\nschedule = \"every 1h\"\n\n\
+             [jobs.b]\nkind = \"backup\"\npaths = [\"{src}\"]\nschedule = \"every 1h\"\n",
+            src = src.display()
+        ),
+    )
+    .expect("config");
+    sg.config = config;
+    // The helper holds stderr (not stdout, which the password is read from) for an hour.
+    sg.extra_env.push((
+        "SNAPGUARD_PASSWORD_COMMAND".into(),
+        format!(
+            "(touch {m}; exec sleep 3171) >/dev/null & echo {pw}",
+            m = marker.display(),
+            pw = crate::support::cmd::PASSWORD
+        )
+        .into(),
+    ));
+    let state = ws.path("state");
+    let state_arg = state.display().to_string();
+    let t0 = Instant::now();
+    let mut daemon = Bg::spawn(&sg, &[os("daemon"), os("--state-dir"), os(&state_arg)]);
+    let runs = wait_for_runs(&sg, &state, 2, &mut daemon);
+    assert!(
+        t0.elapsed() < Duration::from_secs(60),
+        "the runs waited for the helper"
+    );
+    assert!(
+        marker.exists(),
+        "the helper never started; the test proves nothing"
+    );
+    for r in &runs {
+        assert_eq!(r["status"], "succeeded", "{runs:#?}");
+    }
+    // No helper survives its job.
+    daemon.signal(rustix::process::Signal::TERM);
+    assert_eq!(daemon.finish().code, Some(0));
+    let mut leftover = Vec::new();
+    for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        if cmdline == b"sleep\x003171\x00" {
+            leftover.push(e.file_name().to_string_lossy().into_owned());
+        }
+    }
+    assert!(leftover.is_empty(), "helpers left running: {leftover:?}");
+}

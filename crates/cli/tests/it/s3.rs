@@ -17,26 +17,13 @@ use std::path::{Path, PathBuf};
 /// An `Sg` for the repository at `prefix` in the server's bucket, with the test credentials in
 /// the standard AWS variables (and no profile files that could interfere).
 fn sg_at(ws: &Ws, server: &S3Server, prefix: &str, cache: &str) -> Sg {
-    let cache = ws.path(cache);
-    std::fs::create_dir_all(&cache).expect("mkdir cache");
-    let none = ws.path("no-aws-files");
-    Sg {
-        bin: crate::support::cmd::bin(),
-        repo: PathBuf::from(server.url(prefix)),
+    crate::support::cmd::s3_sg(
+        ws,
+        server.url(prefix),
         cache,
-        config: crate::support::cmd::empty_config(ws),
-        wrapper: Vec::new(),
-        extra_env: [
-            ("AWS_ACCESS_KEY_ID", s3_server::ACCESS_KEY.to_string()),
-            ("AWS_SECRET_ACCESS_KEY", s3_server::SECRET_KEY.to_string()),
-            ("AWS_REGION", "us-east-1".to_string()),
-            ("AWS_CONFIG_FILE", none.display().to_string()),
-            ("AWS_SHARED_CREDENTIALS_FILE", none.display().to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.into(), v.into()))
-        .collect(),
-    }
+        s3_server::ACCESS_KEY,
+        s3_server::SECRET_KEY,
+    )
 }
 
 fn init(sg: &Sg) {
@@ -409,4 +396,50 @@ fn s3_virtual_host_style_requests_reach_the_bucket_by_name() {
     // The same repository, path style through the same host name.
     let path_style = with_hosts(sg_at(&ws, &server, "unused", "cache-p"));
     assert_eq!(snapshot_ids(&path_style), vec![b.id.clone()]);
+}
+
+/// Credentials from an AWS profile file (`AWS_SHARED_CREDENTIALS_FILE`, `AWS_PROFILE`) when the
+/// environment has no keys: a repository is made, backed up into and listed; a profile with
+/// the wrong secret is refused by the server.
+#[test]
+fn s3_credentials_come_from_a_profile_file() {
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    let ws = Ws::new();
+    let creds = ws.path("aws-credentials");
+    std::fs::write(
+        &creds,
+        format!(
+            "[default]\naws_access_key_id = {k}\naws_secret_access_key = wrong\n\n\
+             [backup]\naws_access_key_id = {k}\naws_secret_access_key = {s}\n",
+            k = s3_server::ACCESS_KEY,
+            s = s3_server::SECRET_KEY
+        ),
+    )
+    .expect("credentials file");
+    let with_profile = |profile: &str| {
+        let mut sg = sg_at(&ws, &server, "profiled", "cache");
+        sg.extra_env.retain(|(k, _)| {
+            k != "AWS_ACCESS_KEY_ID"
+                && k != "AWS_SECRET_ACCESS_KEY"
+                && k != "AWS_SHARED_CREDENTIALS_FILE"
+        });
+        sg.extra_env
+            .push(("AWS_SHARED_CREDENTIALS_FILE".into(), creds.clone().into()));
+        sg.extra_env.push(("AWS_PROFILE".into(), profile.into()));
+        sg
+    };
+    let sg = with_profile("backup");
+    init(&sg);
+    let src = ws.path("src");
+    let mut fx = Fixture::new(&src);
+    fx.file("a.txt", b"from a profile\n");
+    fx.finish();
+    let b = sg.backup(&[&src], &[]);
+    b.out.expect_code(0);
+    assert_eq!(snapshot_ids(&sg), vec![b.id.clone()]);
+    let out = with_profile("default").run(["snapshots"]);
+    assert_ne!(out.code, Some(0), "{out}");
+    assert!(out.stderr_str().contains("SignatureDoesNotMatch"), "{out}");
 }

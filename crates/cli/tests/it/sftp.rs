@@ -9,6 +9,31 @@ use crate::support::sshd::Sshd;
 use crate::support::{restored_path, varied};
 use std::path::PathBuf;
 
+/// An `Sg` for the repository `dir` on the test server, logging in with the test key and
+/// checking the host key strictly (the default) against the server's own key.
+fn sftp_sg(ws: &Ws, sshd: &Sshd, dir: &std::path::Path) -> Sg {
+    let cache = ws.path("cache");
+    std::fs::create_dir_all(&cache).expect("mkdir cache");
+    Sg {
+        bin: crate::support::cmd::bin(),
+        repo: PathBuf::from(format!(
+            "sftp:root@127.0.0.1:{}{}",
+            sshd.port,
+            dir.display()
+        )),
+        cache,
+        config: crate::support::cmd::empty_config(ws),
+        wrapper: Vec::new(),
+        extra_env: vec![
+            (
+                "SNAPGUARD_SFTP_KEY".into(),
+                sshd.ssh_args()[2].clone().into(),
+            ),
+            ("PATH".into(), sshd.client_path()),
+        ],
+    }
+}
+
 #[test]
 fn sftp_init_backup_restore_check_forget_prune() {
     let Some(sshd) = Sshd::start() else { return };
@@ -20,25 +45,7 @@ fn sftp_init_backup_restore_check_forget_prune() {
     let built = fx.finish();
 
     let dir = ws.path("server/repo");
-    let key = sshd.ssh_args()[2].clone();
-    let cache = ws.path("cache");
-    std::fs::create_dir_all(&cache).expect("mkdir cache");
-    let sg = Sg {
-        bin: crate::support::cmd::bin(),
-        repo: PathBuf::from(format!(
-            "sftp:root@127.0.0.1:{}{}",
-            sshd.port,
-            dir.display()
-        )),
-        cache,
-        config: crate::support::cmd::empty_config(&ws),
-        wrapper: Vec::new(),
-        extra_env: vec![
-            ("SNAPGUARD_SFTP_KEY".into(), key.into()),
-            // Strict host-key checking (the default) against the server's own key.
-            ("PATH".into(), sshd.client_path()),
-        ],
-    };
+    let sg = sftp_sg(&ws, &sshd, &dir);
     sg.run(["init", "--kdf-memory-kib", "8192", "--kdf-iterations", "1"])
         .expect_code(0);
     assert!(dir.join("config").is_file());
@@ -84,7 +91,8 @@ fn sftp_init_backup_restore_check_forget_prune() {
 fn sftp_refuses_a_server_whose_host_key_is_not_the_known_one() {
     let Some(sshd) = Sshd::start() else { return };
     let ws = Ws::new();
-    let path = sshd.client_path();
+    let dir = ws.path("server/repo");
+    let sg = sftp_sg(&ws, &sshd, &dir);
     // Record another key for this server, as after a server was replaced (or impersonated).
     let other = ws.path("other");
     let ok = std::process::Command::new("ssh-keygen")
@@ -99,27 +107,6 @@ fn sftp_refuses_a_server_whose_host_key_is_not_the_known_one() {
         format!("[127.0.0.1]:{} {other_pub}", sshd.port),
     )
     .expect("known_hosts");
-    let dir = ws.path("server/repo");
-    let cache = ws.path("cache");
-    std::fs::create_dir_all(&cache).expect("mkdir cache");
-    let sg = Sg {
-        bin: crate::support::cmd::bin(),
-        repo: PathBuf::from(format!(
-            "sftp:root@127.0.0.1:{}{}",
-            sshd.port,
-            dir.display()
-        )),
-        cache,
-        config: crate::support::cmd::empty_config(&ws),
-        wrapper: Vec::new(),
-        extra_env: vec![
-            (
-                "SNAPGUARD_SFTP_KEY".into(),
-                sshd.ssh_args()[2].clone().into(),
-            ),
-            ("PATH".into(), path),
-        ],
-    };
     let out = sg.run(["init", "--kdf-memory-kib", "8192", "--kdf-iterations", "1"]);
     assert_ne!(out.code, Some(0), "{out}");
     let err = out.stderr_str();

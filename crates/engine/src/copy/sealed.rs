@@ -1,15 +1,15 @@
 //! Same-keys copying: blobs move still sealed or still compressed, never re-identified.
 
 use super::CopyStats;
-use crate::crypt::blob_aad;
+use crate::crypt::{blob_aad, decompress, Crypt};
 use crate::index::BlobLocation;
-use crate::pack::{read_header, PackWriter};
+use crate::pack::{open_header, read_header, PackWriter};
 use crate::progress::Progress;
 use crate::{Error, Repository, Result};
-use snapguard_backend::FileType;
+use snapguard_backend::{BackendError, FileType};
 use snapguard_crypto::{counter_nonce, Cipher, SealKey};
 use snapguard_format::{
-    BlobId, BlobType, ContentPart, IndexPack, PackBlob, PackId, PackTrailer, TreeId,
+    BlobId, BlobType, Compression, ContentPart, IndexPack, PackBlob, PackId, PackTrailer, TreeId,
     PACK_TRAILER_LEN,
 };
 use std::collections::{HashMap, HashSet};
@@ -197,38 +197,58 @@ impl SealedCopier {
         let name = job.pack.to_hex();
         match fetched {
             Fetched::Nothing => {
-                let bytes = dst
-                    .backend()
-                    .read(FileType::Pack, &name)
-                    .map_err(dst.backend_err())?;
-                match index_entry(dst, job.pack, &bytes) {
+                // An interrupted copy uploaded this pack under its own name: index it if it
+                // authenticates and holds the needed blobs, else copy them again.
+                let size = self.target_packs.get(&name).copied().unwrap_or(0);
+                match verify_target_pack(dst, job.pack, size, &job.blobs) {
                     Ok(entry) => {
                         tracing::debug!(pack = %name, "adopting a pack uploaded by an interrupted copy");
                         self.count_blobs(&job.blobs, stats);
                         stats.packs_adopted += 1;
                         self.push_durable(dst, entry, stats)
                     }
-                    Err(e) => {
+                    Err(e @ Error::Corrupt { .. }) => {
                         tracing::warn!("{e}; copying the blobs needed from it again");
-                        let again = Job {
-                            pack: job.pack,
-                            blobs: job.blobs.clone(),
-                            plan: Plan::Reseal,
-                        };
-                        let fetched = fetch(src, &again)?;
-                        self.apply(src, dst, &again, fetched, stats)
+                        self.reseal_instead(src, dst, job, stats)
                     }
+                    Err(e) => Err(e),
                 }
             }
             Fetched::Whole(bytes, entry) => {
-                dst.backend()
-                    .write(FileType::Pack, &name, &bytes)
-                    .map_err(dst.backend_err())?;
-                self.target_packs.insert(name, bytes.len() as u64);
-                self.count_blobs(&job.blobs, stats);
-                stats.packs_verbatim += 1;
-                stats.bytes_uploaded += bytes.len() as u64;
-                self.push_durable(dst, entry, stats)
+                match dst.backend().write(FileType::Pack, &name, &bytes) {
+                    Ok(()) => {
+                        self.target_packs.insert(name, bytes.len() as u64);
+                        self.count_blobs(&job.blobs, stats);
+                        stats.packs_verbatim += 1;
+                        stats.bytes_uploaded += bytes.len() as u64;
+                        self.push_durable(dst, entry, stats)
+                    }
+                    // Another copy into this target (same keys) wrote the same pack meanwhile:
+                    // use its file if it authenticates and holds the needed blobs.
+                    Err(BackendError::AlreadyExists { .. }) => {
+                        let size = dst
+                            .backend()
+                            .size(FileType::Pack, &name)
+                            .map_err(dst.backend_err())?;
+                        match verify_target_pack(dst, job.pack, size, &job.blobs) {
+                            Ok(entry) => {
+                                tracing::debug!(pack = %name, "the target already has this pack (written by another copy)");
+                                self.target_packs.insert(name, size);
+                                self.count_blobs(&job.blobs, stats);
+                                stats.packs_adopted += 1;
+                                self.push_durable(dst, entry, stats)
+                            }
+                            Err(e @ Error::Corrupt { .. }) => {
+                                tracing::warn!(
+                                    "{e}; sealing the blobs needed from it into new packs instead"
+                                );
+                                self.reseal_instead(src, dst, job, stats)
+                            }
+                            Err(e) => Err(e),
+                        }
+                    }
+                    Err(e) => Err(dst.backend_err()(e)),
+                }
             }
             Fetched::Opened(bodies) => {
                 for (loc, body) in job.blobs.iter().zip(bodies) {
@@ -237,6 +257,24 @@ impl SealedCopier {
                 Ok(())
             }
         }
+    }
+
+    /// Copy the blobs `job` needs by sealing them again into new packs (when the pack file of
+    /// the same name in the target cannot be used).
+    fn reseal_instead(
+        &mut self,
+        src: &Repository,
+        dst: &mut Repository,
+        job: &Job,
+        stats: &mut CopyStats,
+    ) -> Result<()> {
+        let again = Job {
+            pack: job.pack,
+            blobs: job.blobs.clone(),
+            plan: Plan::Reseal,
+        };
+        let fetched = fetch(src, &again)?;
+        self.apply(src, dst, &again, fetched, stats)
     }
 
     fn count_blobs(&self, blobs: &[BlobLocation], stats: &mut CopyStats) {
@@ -372,65 +410,146 @@ fn fetch(src: &Repository, job: &Job) -> Result<Fetched> {
                 .read(FileType::Pack, &name)
                 .map_err(src.backend_err())?;
             let entry = index_entry(src, pack, &bytes)?;
+            // The snapshot will need these blobs where the source index says; a pack whose
+            // header disagrees would leave the copy referencing blobs the target lacks.
+            check_covers(&entry, &job.blobs).map_err(|detail| {
+                Error::corrupt(
+                    format!("pack {pack} of the source"),
+                    format!("{detail}; the source index disagrees with the pack (run 'snapguard check' and 'snapguard repair index' on the source)"),
+                )
+            })?;
             let key = pack_key(src, &entry)?;
             for b in &entry.blobs {
                 let range = b.offset as usize..(b.offset as usize + b.length as usize);
                 let sealed = bytes.get(range).ok_or_else(|| {
                     Error::corrupt(format!("pack {pack}"), "blob beyond the end of the pack")
                 })?;
-                open_sealed(&key, &pack, b, sealed)?;
+                open_sealed(src.crypt(), &key, &pack, b, sealed)?;
             }
             Ok(Fetched::Whole(bytes, entry))
         }
         Plan::Reseal => {
-            // One request for the whole span when the needed blobs cover most of it.
-            let blobs = &job.blobs;
-            let needed_len: u64 = blobs.iter().map(|b| u64::from(b.blob.length)).sum();
-            let first = blobs.iter().map(|b| b.blob.offset).min().unwrap_or(0);
-            let end = blobs
-                .iter()
-                .map(|b| u64::from(b.blob.offset) + u64::from(b.blob.length))
-                .max()
-                .unwrap_or(0);
-            let span = end - u64::from(first);
-            let whole = if needed_len * 2 >= span {
-                Some(
-                    src.backend()
-                        .read_range(FileType::Pack, &name, u64::from(first), span)
-                        .map_err(src.backend_err())?,
-                )
-            } else {
-                None
-            };
-            let mut out = Vec::with_capacity(blobs.len());
-            for loc in blobs {
+            let sealed = read_sealed(src, pack, &job.blobs)?;
+            let mut out = Vec::with_capacity(job.blobs.len());
+            for (loc, sealed) in job.blobs.iter().zip(sealed) {
                 let cipher = Cipher::from_code(loc.cipher_code)
                     .map_err(|e| Error::corrupt(format!("pack {pack}"), e))?;
                 let key = src.crypt().pack_key(&pack, loc.epoch, cipher)?;
-                let sealed = match &whole {
-                    Some(buf) => {
-                        let start = (loc.blob.offset - first) as usize;
-                        buf.get(start..start + loc.blob.length as usize)
-                            .ok_or_else(|| {
-                                Error::corrupt(format!("pack {pack}"), "the pack is truncated")
-                            })?
-                            .to_vec()
-                    }
-                    None => src
-                        .backend()
-                        .read_range(
-                            FileType::Pack,
-                            &name,
-                            u64::from(loc.blob.offset),
-                            u64::from(loc.blob.length),
-                        )
-                        .map_err(src.backend_err())?,
-                };
-                out.push(open_sealed(&key, &pack, &loc.blob, &sealed)?);
+                out.push(open_sealed(src.crypt(), &key, &pack, &loc.blob, &sealed)?);
             }
             Ok(Fetched::Opened(out))
         }
     }
+}
+
+/// The sealed bytes of `blobs` (all in `pack`), in their order: one request for the whole
+/// span when they cover at least half of it, else one per blob.
+fn read_sealed(repo: &Repository, pack: PackId, blobs: &[BlobLocation]) -> Result<Vec<Vec<u8>>> {
+    let name = pack.to_hex();
+    let needed_len: u64 = blobs.iter().map(|b| u64::from(b.blob.length)).sum();
+    let first = blobs.iter().map(|b| b.blob.offset).min().unwrap_or(0);
+    let end = blobs
+        .iter()
+        .map(|b| u64::from(b.blob.offset) + u64::from(b.blob.length))
+        .max()
+        .unwrap_or(0);
+    let span = end.saturating_sub(u64::from(first));
+    let whole = if needed_len * 2 >= span {
+        Some(
+            repo.backend()
+                .read_range(FileType::Pack, &name, u64::from(first), span)
+                .map_err(repo.backend_err())?,
+        )
+    } else {
+        None
+    };
+    let mut out = Vec::with_capacity(blobs.len());
+    for loc in blobs {
+        let sealed = match &whole {
+            Some(buf) => {
+                let start = (loc.blob.offset - first) as usize;
+                buf.get(start..start + loc.blob.length as usize)
+                    .ok_or_else(|| Error::corrupt(format!("pack {pack}"), "the pack is truncated"))?
+                    .to_vec()
+            }
+            None => repo
+                .backend()
+                .read_range(
+                    FileType::Pack,
+                    &name,
+                    u64::from(loc.blob.offset),
+                    u64::from(loc.blob.length),
+                )
+                .map_err(repo.backend_err())?,
+        };
+        out.push(sealed);
+    }
+    Ok(out)
+}
+
+/// Whether the pack `entry` describes (from its authenticated header) holds every blob of
+/// `needed` exactly where the source index places it; else which one it lacks.
+pub(super) fn check_covers(
+    entry: &IndexPack,
+    needed: &[BlobLocation],
+) -> std::result::Result<(), String> {
+    let by_id: HashMap<BlobId, &PackBlob> = entry.blobs.iter().map(|b| (b.id, b)).collect();
+    for loc in needed {
+        let listed = by_id.get(&loc.blob.id).is_some_and(|b| **b == loc.blob);
+        if !listed || loc.epoch != entry.epoch || loc.cipher_code != entry.cipher_code {
+            return Err(format!(
+                "its header does not list blob {} at offset {} with length {}",
+                loc.blob.id, loc.blob.offset, loc.blob.length
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Check the pack file `pack` (`size` bytes) that is already in the target before using it in
+/// place of a copy: its header must authenticate and list every blob of `needed` where the
+/// source has it, and each of those blobs must authenticate and match its id. Reads only the
+/// trailer, the header and the needed blobs (as ranges). Returns its index entry.
+pub(super) fn verify_target_pack(
+    dst: &Repository,
+    pack: PackId,
+    size: u64,
+    needed: &[BlobLocation],
+) -> Result<IndexPack> {
+    let object = || format!("pack {pack} in the target");
+    if size < PACK_TRAILER_LEN as u64 {
+        return Err(Error::corrupt(object(), "truncated"));
+    }
+    let name = pack.to_hex();
+    let tail = dst
+        .backend()
+        .read_range(
+            FileType::Pack,
+            &name,
+            size - PACK_TRAILER_LEN as u64,
+            PACK_TRAILER_LEN as u64,
+        )
+        .map_err(dst.backend_err())?;
+    let (trailer, start) =
+        PackTrailer::parse(&tail, size).map_err(|e| Error::corrupt(object(), e))?;
+    let header = dst
+        .backend()
+        .read_range(FileType::Pack, &name, start, u64::from(trailer.header_len))
+        .map_err(dst.backend_err())?;
+    let blobs = open_header(dst.crypt(), &pack, &header, &tail, size)?;
+    let entry = IndexPack {
+        id: pack,
+        size,
+        epoch: trailer.epoch,
+        cipher_code: trailer.cipher_code,
+        blobs,
+    };
+    check_covers(&entry, needed).map_err(|detail| Error::corrupt(object(), detail))?;
+    let key = pack_key(dst, &entry)?;
+    for (loc, sealed) in needed.iter().zip(read_sealed(dst, pack, needed)?) {
+        open_sealed(dst.crypt(), &key, &pack, &loc.blob, &sealed)?;
+    }
+    Ok(entry)
 }
 
 fn missing(id: &BlobId) -> Error {
@@ -461,24 +580,40 @@ fn pack_key(repo: &Repository, entry: &IndexPack) -> Result<SealKey> {
     repo.crypt().pack_key(&entry.id, entry.epoch, cipher)
 }
 
-/// Authenticate and decrypt one sealed blob, leaving it compressed as stored. The associated
-/// data binds the blob's id, kind, compression and length, so a blob that opens is the one
-/// the header names.
+/// Authenticate and decrypt one sealed blob and check its content against its id (as
+/// reading it would), returning it still compressed as stored. The associated data binds the
+/// blob's id, kind, compression and length, so a blob that opens is the one the header names;
+/// the id check catches a blob sealed under a wrong id by a faulty writer.
 pub(super) fn open_sealed(
+    crypt: &Crypt,
     key: &SealKey,
     pack: &PackId,
     blob: &PackBlob,
     sealed: &[u8],
 ) -> Result<Vec<u8>> {
+    let object = || format!("blob {} in pack {pack}", blob.id);
     if blob.raw_length > crate::crypt::MAX_BLOB_PLAINTEXT
         || (blob.kind != BlobType::Data && blob.kind != BlobType::Tree)
     {
-        return Err(Error::corrupt(
-            format!("blob {} in pack {pack}", blob.id),
-            "implausible length",
-        ));
+        return Err(Error::corrupt(object(), "implausible length"));
     }
     let aad = blob_aad(blob.kind, blob.compression, &blob.id, blob.raw_length);
-    key.open(&counter_nonce(u64::from(blob.offset)), &aad, sealed)
-        .map_err(|e| Error::corrupt(format!("blob {} in pack {pack}", blob.id), e))
+    let data = key
+        .open(&counter_nonce(u64::from(blob.offset)), &aad, sealed)
+        .map_err(|e| Error::corrupt(object(), e))?;
+    let matches =
+        |plain: &[u8]| plain.len() == blob.raw_length as usize && crypt.id_of(plain) == blob.id.0;
+    let ok = match blob.compression {
+        Compression::None => matches(&data),
+        _ => matches(&decompress(
+            &object,
+            blob.compression,
+            data.clone(),
+            blob.raw_length as usize,
+        )?),
+    };
+    if !ok {
+        return Err(Error::corrupt(object(), "content does not match its id"));
+    }
+    Ok(data)
 }

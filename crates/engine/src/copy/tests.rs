@@ -78,7 +78,7 @@ fn files(repo: &Repository, tree: TreeId, prefix: &str, out: &mut Vec<(String, V
     }
 }
 
-use snapguard_format::{BlobId, ContentPart, TreeId};
+use snapguard_format::{BlobId, BlobType, Compression, ContentPart, IndexPack, TreeId};
 
 fn source_tree(dir: &Path) -> TestResult {
     std::fs::create_dir_all(dir.join("d/e"))?;
@@ -347,5 +347,318 @@ fn same_keys_reseals_the_needed_blobs_of_a_mostly_unneeded_pack() -> TestResult 
     b.load_index()?;
     files(&b, snap.tree, "", &mut fb);
     assert_eq!(fa, fb);
+    Ok(())
+}
+
+/// A copy of `a` sharing its keys, in `dir`.
+fn replica(a: &Repository, dir: &Path) -> TestResult<Repository> {
+    let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(dir));
+    let mut b =
+        Repository::init_sharing_keys(backend, &secret("b"), &InitOptions::for_tests(64 << 10), a)?;
+    b.load_index()?;
+    Ok(b)
+}
+
+/// Every pack of `repo` as its header describes it.
+fn entries(repo: &Repository) -> TestResult<Vec<IndexPack>> {
+    let mut out = Vec::new();
+    for p in repo.index().packs() {
+        let bytes = repo.backend().read(FileType::Pack, &p.id.to_hex())?;
+        out.push(IndexPack {
+            id: p.id,
+            size: p.size,
+            epoch: p.epoch,
+            cipher_code: p.cipher_code,
+            blobs: crate::pack::read_header(repo.crypt(), &p.id, &bytes)?,
+        });
+    }
+    Ok(out)
+}
+
+/// Replace the index of the repository in `dir` by one file listing `packs`.
+fn replace_index(repo: &mut Repository, dir: &Path, packs: Vec<IndexPack>) -> TestResult {
+    for e in std::fs::read_dir(dir.join("index"))? {
+        std::fs::remove_file(e?.path())?;
+    }
+    repo.write_index(packs)?;
+    repo.load_index()?;
+    Ok(())
+}
+
+/// The first data blob of a file below `tree` (depth first).
+fn first_data_blob(repo: &Repository, tree: TreeId) -> Option<BlobId> {
+    for n in &repo.read_tree(&tree).ok()?.nodes {
+        for p in &n.content {
+            if let ContentPart::Data { id, .. } = p {
+                return Some(*id);
+            }
+        }
+        if let Some(sub) = n.subtree {
+            if let Some(id) = first_data_blob(repo, sub) {
+                return Some(id);
+            }
+        }
+    }
+    None
+}
+
+fn corrupt_naming(e: &Error, what: &str) -> bool {
+    matches!(e, Error::Corrupt { .. }) && e.to_string().contains(what)
+}
+
+#[test]
+fn same_keys_rejects_a_blob_sealed_under_a_wrong_id() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let src_dir = tmp.path().join("src");
+    source_tree(&src_dir)?;
+    let a_dir = tmp.path().join("a");
+    let mut a = init(&a_dir)?;
+    let s1 = backup(&mut a, &src_dir, 1_700_000_100)?;
+    let snap = a.load_snapshot(&s1)?;
+    let victim = first_data_blob(&a, snap.tree).ok_or("no data blob")?;
+    // A faulty writer sealed other content under the victim's id (the AEAD tag is valid: it
+    // was sealed with the repository's keys), and the index points there.
+    let mut w = crate::pack::PackWriter::new(a.crypt())?;
+    let forged = b"not the content this id names".to_vec();
+    w.add_compressed(
+        victim,
+        BlobType::Data,
+        Compression::None,
+        &forged,
+        forged.len(),
+    )?;
+    let done = w.finish();
+    a.backend()
+        .write(FileType::Pack, &done.id.to_hex(), &done.bytes)?;
+    let mut packs = entries(&a)?;
+    for p in &mut packs {
+        p.blobs.retain(|b| b.id != victim);
+    }
+    packs.push(IndexPack {
+        id: done.id,
+        size: done.bytes.len() as u64,
+        epoch: done.epoch,
+        cipher_code: done.cipher_code,
+        blobs: done.blobs.clone(),
+    });
+    replace_index(&mut a, &a_dir, packs)?;
+    let mut b = replica(&a, &tmp.path().join("b"))?;
+    let err = copy(&a, &mut b, &[(s1, snap)], &CopyOptions::default())
+        .expect_err("a blob that does not match its id was copied");
+    assert!(
+        corrupt_naming(&err, &victim.to_string()) && err.to_string().contains(&done.id.to_string()),
+        "{err}"
+    );
+    assert!(b.list_snapshots()?.is_empty());
+    Ok(())
+}
+
+#[test]
+fn same_keys_refuses_a_whole_pack_whose_header_disagrees_with_the_index() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let src_dir = tmp.path().join("src");
+    source_tree(&src_dir)?;
+    let a_dir = tmp.path().join("a");
+    let mut a = init(&a_dir)?;
+    let s1 = backup(&mut a, &src_dir, 1_700_000_100)?;
+    let snap = a.load_snapshot(&s1)?;
+    let victim = first_data_blob(&a, snap.tree).ok_or("no data blob")?;
+    let pack = a.index().get(&victim)?.ok_or("victim not indexed")?.pack;
+    // The source index places the blob elsewhere in its pack than the pack's header does.
+    let mut packs = entries(&a)?;
+    for p in &mut packs {
+        for b in &mut p.blobs {
+            if b.id == victim {
+                b.offset += 16;
+            }
+        }
+    }
+    replace_index(&mut a, &a_dir, packs)?;
+    let mut b = replica(&a, &tmp.path().join("b"))?;
+    let err = copy(&a, &mut b, &[(s1, snap)], &CopyOptions::default())
+        .expect_err("a pack that lacks a needed blob was copied whole");
+    assert!(corrupt_naming(&err, &pack.to_string()), "{err}");
+    assert!(err.to_string().contains(&victim.to_string()), "{err}");
+    assert!(b.list_snapshots()?.is_empty());
+    Ok(())
+}
+
+#[test]
+fn same_keys_does_not_adopt_a_damaged_pack_left_in_the_target() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let src_dir = tmp.path().join("src");
+    source_tree(&src_dir)?;
+    let mut a = init(&tmp.path().join("a"))?;
+    let s1 = backup(&mut a, &src_dir, 1_700_000_100)?;
+    let b_dir = tmp.path().join("b");
+    let mut b = replica(&a, &b_dir)?;
+    // As if an interrupted copy uploaded a pack that was damaged on the way: same name and
+    // size, an intact header, one flipped byte in its first blob.
+    let pack = entries(&a)?.into_iter().next().ok_or("no pack")?;
+    let mut bytes = a.backend().read(FileType::Pack, &pack.id.to_hex())?;
+    let first = pack.blobs.iter().min_by_key(|b| b.offset).ok_or("empty")?;
+    bytes[first.offset as usize + 1] ^= 0x40;
+    b.backend()
+        .write(FileType::Pack, &pack.id.to_hex(), &bytes)?;
+    let snap = a.load_snapshot(&s1)?;
+    let r = copy(&a, &mut b, &[(s1, snap.clone())], &CopyOptions::default())?;
+    assert_eq!(r.stats.packs_adopted, 0, "{:?}", r.stats);
+    assert!(r.stats.blobs_resealed > 0, "{:?}", r.stats);
+    assert!(
+        b.index().pack(&pack.id).is_none(),
+        "the damaged pack was indexed"
+    );
+    let (mut fa, mut fb) = (Vec::new(), Vec::new());
+    files(&a, snap.tree, "", &mut fa);
+    files(&b, snap.tree, "", &mut fb);
+    assert_eq!(fa, fb);
+    Ok(())
+}
+
+/// A backend on which another process (a second copy into the same target) writes every pack,
+/// index and snapshot file just before this one does, with the same bytes.
+#[derive(Debug)]
+struct Overtaken {
+    inner: LocalBackend,
+}
+
+impl Backend for Overtaken {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+    fn create(&self) -> snapguard_backend::Result<()> {
+        self.inner.create()
+    }
+    fn read(&self, t: FileType, name: &str) -> snapguard_backend::Result<Vec<u8>> {
+        self.inner.read(t, name)
+    }
+    fn read_range(
+        &self,
+        t: FileType,
+        name: &str,
+        offset: u64,
+        len: u64,
+    ) -> snapguard_backend::Result<Vec<u8>> {
+        self.inner.read_range(t, name, offset, len)
+    }
+    fn size(&self, t: FileType, name: &str) -> snapguard_backend::Result<u64> {
+        self.inner.size(t, name)
+    }
+    fn write(&self, t: FileType, name: &str, data: &[u8]) -> snapguard_backend::Result<()> {
+        if matches!(t, FileType::Pack | FileType::Index | FileType::Snapshot) {
+            // The other copy wins the race (it may have won it already).
+            match self.inner.write(t, name, data) {
+                Ok(()) | Err(snapguard_backend::BackendError::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.inner.write(t, name, data)
+    }
+    fn list(&self, t: FileType) -> snapguard_backend::Result<Vec<(String, u64)>> {
+        self.inner.list(t)
+    }
+    fn remove(&self, t: FileType, name: &str) -> snapguard_backend::Result<()> {
+        self.inner.remove(t, name)
+    }
+    fn replace_config(&self, data: &[u8]) -> snapguard_backend::Result<()> {
+        self.inner.replace_config(data)
+    }
+}
+
+#[test]
+fn same_keys_copy_overtaken_by_a_concurrent_copy_succeeds() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let src_dir = tmp.path().join("src");
+    source_tree(&src_dir)?;
+    let mut a = init(&tmp.path().join("a"))?;
+    let s1 = backup(&mut a, &src_dir, 1_700_000_100)?;
+    let b_dir = tmp.path().join("b");
+    replica(&a, &b_dir)?;
+    let backend: Arc<dyn Backend> = Arc::new(Overtaken {
+        inner: LocalBackend::new(&b_dir),
+    });
+    let mut b = Repository::open(backend, &[secret("b")])?;
+    b.load_index()?;
+    let snap = a.load_snapshot(&s1)?;
+    let r = copy(&a, &mut b, &[(s1, snap.clone())], &CopyOptions::default())?;
+    // Every whole pack was found written by the other copy, and so was the snapshot.
+    assert!(r.stats.packs_adopted > 0, "{:?}", r.stats);
+    assert_eq!(r.stats.packs_verbatim, 0, "{:?}", r.stats);
+    assert!(r.copied.is_empty(), "{:?}", r.copied);
+    assert_eq!(r.skipped.len(), 1);
+    let existing = r.skipped[0].existing;
+    assert_eq!(b.load_snapshot(&existing)?.tree, snap.tree);
+    b.load_index()?;
+    let (mut fa, mut fb) = (Vec::new(), Vec::new());
+    files(&a, snap.tree, "", &mut fa);
+    files(&b, snap.tree, "", &mut fb);
+    assert_eq!(fa, fb);
+    Ok(())
+}
+
+#[test]
+fn the_parent_link_follows_a_parent_that_is_itself_a_copy() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let src_dir = tmp.path().join("src");
+    source_tree(&src_dir)?;
+    let mut a = init(&tmp.path().join("a"))?;
+    let s1 = backup(&mut a, &src_dir, 1_700_000_100)?;
+    // B gets a copy of s1, then a backup of its own whose parent is that copy.
+    let mut b = init(&tmp.path().join("b"))?;
+    b.load_index()?;
+    let r = copy(
+        &a,
+        &mut b,
+        &[(s1, a.load_snapshot(&s1)?)],
+        &CopyOptions::default(),
+    )?;
+    let s1_b = r.copied[0].target;
+    std::fs::write(src_dir.join("new.bin"), bytes(7, 100 << 10))?;
+    let s2_b = backup(&mut b, &src_dir, 1_700_000_200)?;
+    assert_eq!(b.load_snapshot(&s2_b)?.parent, Some(s1_b));
+    // C has s1 straight from A; copying only B's second snapshot links it to that copy.
+    let mut c = init(&tmp.path().join("c"))?;
+    c.load_index()?;
+    let r = copy(
+        &a,
+        &mut c,
+        &[(s1, a.load_snapshot(&s1)?)],
+        &CopyOptions::default(),
+    )?;
+    let s1_c = r.copied[0].target;
+    let r = copy(
+        &b,
+        &mut c,
+        &[(s2_b, b.load_snapshot(&s2_b)?)],
+        &CopyOptions::default(),
+    )?;
+    let s2_c = c.load_snapshot(&r.copied[0].target)?;
+    assert_eq!(s2_c.parent, Some(s1_c));
+    Ok(())
+}
+
+#[test]
+fn one_repository_reached_by_two_paths_is_refused() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let src_dir = tmp.path().join("src");
+    source_tree(&src_dir)?;
+    let a_dir = tmp.path().join("a");
+    let mut a = init(&a_dir)?;
+    let s1 = backup(&mut a, &src_dir, 1_700_000_100)?;
+    let link = tmp.path().join("also-a");
+    std::os::unix::fs::symlink(&a_dir, &link)?;
+    let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(&link));
+    let mut same = Repository::open(backend, &[secret("a")])?;
+    same.load_index()?;
+    assert_ne!(a.location(), same.location());
+    let err = copy(
+        &a,
+        &mut same,
+        &[(s1, a.load_snapshot(&s1)?)],
+        &CopyOptions::default(),
+    )
+    .expect_err("copied a repository into itself");
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+    assert_eq!(a.list_snapshots()?.len(), 1);
     Ok(())
 }

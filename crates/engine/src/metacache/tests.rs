@@ -242,3 +242,57 @@ fn cache_files_are_private() -> TestResult {
     }
     Ok(())
 }
+
+#[test]
+fn stale_temporary_files_inside_pack_directories_are_swept() -> TestResult {
+    let fx = Fixture::new()?;
+    let (repo, _) = fx.open()?;
+    all_trees(&repo)?;
+    let pack_dir = std::fs::read_dir(fx.cache_dir().join("trees"))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<Vec<_>>>()?
+        .into_iter()
+        .find(|p| p.is_dir())
+        .ok_or("no pack directory in the tree cache")?;
+    // A killed process left one temporary file two hours ago; another is being written now.
+    let stale = pack_dir.join(".tmp-1-0011223344556677");
+    let fresh = pack_dir.join(".tmp-2-8899aabbccddeeff");
+    std::fs::write(&stale, b"half an entry")?;
+    std::fs::write(&fresh, b"half an entry")?;
+    let two_hours_ago = SystemTime::now() - Duration::from_secs(7200);
+    std::fs::File::options()
+        .write(true)
+        .open(&stale)?
+        .set_modified(two_hours_ago)?;
+    // The last sweep inside the pack directories was long ago.
+    let stamp = fx.cache_dir().join("trees").join(SWEPT_STAMP);
+    if stamp.exists() {
+        std::fs::File::options()
+            .write(true)
+            .open(&stamp)?
+            .set_modified(two_hours_ago)?;
+    }
+    let (_repo, _) = fx.open()?;
+    assert!(
+        !stale.exists(),
+        "a stale temporary file inside trees/<pack>/ survived"
+    );
+    assert!(fresh.exists(), "a temporary file being written was removed");
+    assert!(pack_dir.is_dir(), "the pack's entries were dropped");
+    assert!(
+        is_younger_than(&stamp, STALE_TEMP),
+        "the sweep was not recorded"
+    );
+    // Recorded: the next session does not read the packs' directories again within the hour.
+    std::fs::write(&stale, b"half an entry")?;
+    std::fs::File::options()
+        .write(true)
+        .open(&stale)?
+        .set_modified(two_hours_ago)?;
+    let (_repo, _) = fx.open()?;
+    assert!(
+        stale.exists(),
+        "swept inside the packs' directories twice within the hour"
+    );
+    Ok(())
+}

@@ -164,16 +164,17 @@ impl CronExpr {
         })
     }
 
-    /// Vixie cron's rule: when both day fields are restricted a day matches if either does;
-    /// when one is `*`, only the other counts.
+    /// Vixie cron's rule: when both day fields are restricted (neither starts with `*`) a day
+    /// matches if either does; otherwise both must match, so `*/2` in one field still
+    /// restricts.
     fn day_matches(&self, date: NaiveDate) -> bool {
         let dom = self.days & (1 << date.day()) != 0;
         let dow = self.weekdays & (1 << date.weekday().num_days_from_sunday()) != 0;
-        match (self.days_star, self.weekdays_star) {
-            (true, true) => true,
-            (true, false) => dow,
-            (false, true) => dom,
-            (false, false) => dom || dow,
+        if self.days_star || self.weekdays_star {
+            // `*` sets every bit, so only the restricted field (or a `*/2` step) counts.
+            dom && dow
+        } else {
+            dom || dow
         }
     }
 

@@ -301,3 +301,29 @@ impl Sg {
         cmd
     }
 }
+
+/// An `Sg` for the S3 repository at `url` (`s3:http://…`) with these credentials in the
+/// standard AWS variables, region us-east-1 and no AWS profile files that could interfere;
+/// the cache in `ws/<cache>`.
+pub fn s3_sg(ws: &Ws, url: String, cache: &str, access_key: &str, secret_key: &str) -> Sg {
+    let cache = ws.path(cache);
+    std::fs::create_dir_all(&cache).expect("mkdir cache");
+    let none = ws.path("no-aws-files");
+    Sg {
+        bin: bin(),
+        repo: PathBuf::from(url),
+        cache,
+        config: empty_config(ws),
+        wrapper: Vec::new(),
+        extra_env: [
+            ("AWS_ACCESS_KEY_ID", access_key.to_string()),
+            ("AWS_SECRET_ACCESS_KEY", secret_key.to_string()),
+            ("AWS_REGION", "us-east-1".to_string()),
+            ("AWS_CONFIG_FILE", none.display().to_string()),
+            ("AWS_SHARED_CREDENTIALS_FILE", none.display().to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.into(), v.into()))
+        .collect(),
+    }
+}
