@@ -50,6 +50,56 @@ pub struct Config {
     /// `[notify]`: how the daemon reports job results (e-mail through SMTP).
     #[serde(default)]
     pub notify: Option<Notify>,
+    /// `[repository]`: the repository and its secret when neither options nor variables give
+    /// them (see [`Config::apply_repository`]).
+    #[serde(default)]
+    pub repository: RepositorySection,
+    /// `[daemon]`: who besides root may use the daemon's control socket.
+    #[serde(default)]
+    pub daemon: DaemonSection,
+}
+
+/// `[daemon]`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonSection {
+    /// Local users who may see the daemon's status and run jobs that create snapshots
+    /// (backup, local-snapshot) through its control socket.
+    #[serde(default)]
+    pub allow_users: Vec<String>,
+}
+
+/// `[repository]`: defaults for `-r`, `--password-file`, `--password-command`, `--key-file`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepositorySection {
+    /// A path, `s3:…` or `sftp:…`, as `-r` takes it.
+    pub url: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub password_command: Option<String>,
+    pub key_file: Option<PathBuf>,
+}
+
+impl Config {
+    /// Fill in what the command line and the environment left open from `[repository]`:
+    /// the location if no `-r`/`SNAPGUARD_REPOSITORY`; the secret if none of `--password-file`,
+    /// `--password-command`, `--key-file` and their variables, nor `SNAPGUARD_PASSWORD`, is
+    /// given (a secret from the environment always wins over the file's).
+    pub fn apply_repository(&self, g: &mut crate::args::GlobalArgs) {
+        let r = &self.repository;
+        if g.repo.is_none() {
+            g.repo.clone_from(&r.url);
+        }
+        let secret_given = g.password_file.is_some()
+            || g.password_command.is_some()
+            || g.key_file.is_some()
+            || std::env::var_os("SNAPGUARD_PASSWORD").is_some();
+        if !secret_given {
+            g.password_file.clone_from(&r.password_file);
+            g.password_command.clone_from(&r.password_command);
+            g.key_file.clone_from(&r.key_file);
+        }
+    }
 }
 
 /// `[notify]`: e-mail on job failure (and on success for jobs with `notify_success`).

@@ -41,6 +41,10 @@ pub struct DaemonArgs {
     /// Where accounts, job runs and logs are kept.
     #[arg(long, env = "SNAPGUARD_STATE_DIR", default_value = DEFAULT_STATE_DIR, value_name = "DIR")]
     pub state_dir: PathBuf,
+    /// The local control socket (`snapguard jobs run|status`).
+    #[arg(long, env = "SNAPGUARD_DAEMON_SOCKET", default_value = crate::control::DEFAULT_SOCKET,
+          value_name = "PATH")]
+    pub socket: PathBuf,
 }
 
 /// `snapguard jobs`.
@@ -58,6 +62,10 @@ pub struct JobsArgs {
     /// At most this many runs, newest first.
     #[arg(long, default_value_t = 20)]
     pub limit: u32,
+    /// The daemon's control socket (for `run` and `status`).
+    #[arg(long, env = "SNAPGUARD_DAEMON_SOCKET", default_value = crate::control::DEFAULT_SOCKET,
+          global = true, value_name = "PATH")]
+    pub socket: PathBuf,
 }
 
 #[derive(Subcommand, Debug)]
@@ -67,6 +75,14 @@ pub enum JobsCommand {
         /// The run's id (from `snapguard jobs`).
         id: i64,
     },
+    /// Ask the running daemon to start a job now (root, or a user in [daemon] allow_users
+    /// for jobs that create snapshots).
+    Run {
+        /// The job's name ([jobs.NAME]).
+        job: String,
+    },
+    /// The running daemon's jobs and which of them run.
+    Status,
 }
 
 fn now() -> i64 {
@@ -92,6 +108,8 @@ enum Event {
         run: i64,
         outcome: Result<String, String>,
     },
+    /// A request on the control socket.
+    Control(crate::control::Incoming),
 }
 
 struct Running {
@@ -362,6 +380,11 @@ pub fn daemon(g: &GlobalArgs, a: &DaemonArgs) -> Result<i32> {
         })
         .context("cannot start the signal thread")?;
 
+    let ctl_tx = std::sync::Mutex::new(tx.clone());
+    crate::control::serve(&a.socket, move |inc| {
+        ctl_tx.lock().ok()?.send(Event::Control(inc)).ok()
+    })?;
+    let allow_users = g.settings.daemon.allow_users.clone();
     let exe = std::env::current_exe().context("cannot find the snapguard binary")?;
     let env = job_env(g);
     // The daemon's flags without a variable of their own.
@@ -488,6 +511,30 @@ pub fn daemon(g: &GlobalArgs, a: &DaemonArgs) -> Result<i32> {
                     };
                     let _ = state.log(run, now(), level, &line);
                 }
+                Event::Control(inc) => {
+                    let answer = control_answer(
+                        &inc,
+                        &allow_users,
+                        &jobs,
+                        &mut scheduler,
+                        &state,
+                        &mut |job: &str| {
+                            start_job(
+                                &state,
+                                &exe,
+                                &env,
+                                &jobs,
+                                job,
+                                Trigger::Manual,
+                                &tx,
+                                &mut running,
+                                &pass_flags,
+                            )?;
+                            Ok(running.get(job).map_or(0, |r| r.run))
+                        },
+                    );
+                    let _ = inc.reply.send(answer);
+                }
                 Event::Stop(sig) => {
                     eprintln!(
                         "snapguard daemon: stopping ({}); ending {} running job(s)",
@@ -499,6 +546,7 @@ pub fn daemon(g: &GlobalArgs, a: &DaemonArgs) -> Result<i32> {
                         running.len()
                     );
                     stop_all(&state, &mut running);
+                    let _ = std::fs::remove_file(&a.socket);
                     return Ok(0);
                 }
             }
@@ -661,6 +709,60 @@ fn finish_job(state: &State, job: &str, mut r: Running) {
     }
 }
 
+/// The answer to a control request, after the permission check; a `run` starts the job now.
+fn control_answer(
+    inc: &crate::control::Incoming,
+    allow_users: &[String],
+    jobs: &BTreeMap<String, JobConfig>,
+    scheduler: &mut Scheduler<chrono::Local>,
+    state: &State,
+    start: &mut dyn FnMut(&str) -> Result<i64>,
+) -> serde_json::Value {
+    use crate::control::{allowed, Request};
+    let kind = match &inc.request {
+        Request::Run { job } => jobs.get(job).map(|j| j.action.kind()),
+        Request::Status => None,
+    };
+    let who = format!(
+        "{} (uid {}, pid {})",
+        inc.caller.user, inc.caller.uid, inc.caller.pid
+    );
+    if let Err(e) = allowed(&inc.caller, allow_users, &inc.request, kind) {
+        tracing::warn!("control: refused {:?} from {who}: {e}", inc.request);
+        return json!({"ok": false, "error": e});
+    }
+    match &inc.request {
+        Request::Status => json!({
+            "ok": true,
+            "jobs": jobs.iter().map(|(name, j)| json!({
+                "name": name,
+                "kind": j.action.kind(),
+                "schedule": j.schedule_text,
+                "running": scheduler.is_running(name),
+            })).collect::<Vec<_>>(),
+        }),
+        Request::Run { job } => {
+            if !jobs.contains_key(job) {
+                return json!({"ok": false, "error": format!("no job {job:?} is configured")});
+            }
+            if !scheduler.start_manual(job) {
+                return json!({"ok": false, "error": format!("job {job} is already running")});
+            }
+            match start(job) {
+                Ok(run) => {
+                    let _ = state.log(run, now(), "info", &format!("run now, asked by {who}"));
+                    tracing::info!("control: {who} started {job} (run {run})");
+                    json!({"ok": true, "job": job, "run": run})
+                }
+                Err(e) => {
+                    scheduler.finished(job);
+                    json!({"ok": false, "error": format!("cannot start {job}: {e:#}")})
+                }
+            }
+        }
+    }
+}
+
 /// Report a finished run by e-mail if it should be, on a thread of its own; the outcome comes
 /// back as an event and goes into the run's log.
 fn notify_run(
@@ -730,6 +832,47 @@ fn stop_all(state: &State, running: &mut BTreeMap<String, Running>) {
 }
 
 pub fn jobs(g: &GlobalArgs, a: &JobsArgs) -> Result<i32> {
+    use crate::control::{request, Request};
+    let ask = |req: Request| -> Result<serde_json::Value> {
+        let answer = request(&a.socket, &req)?;
+        if answer["ok"] != true {
+            anyhow::bail!(
+                "the daemon refused: {}",
+                answer["error"].as_str().unwrap_or("no reason given")
+            );
+        }
+        Ok(answer)
+    };
+    match &a.command {
+        Some(JobsCommand::Run { job }) => {
+            let answer = ask(Request::Run { job: job.clone() })?;
+            if g.json {
+                return print_json(&answer);
+            }
+            println!(
+                "started {job}: run {} ('snapguard jobs log {}' shows its log)",
+                answer["run"], answer["run"]
+            );
+            return Ok(0);
+        }
+        Some(JobsCommand::Status) => {
+            let answer = ask(Request::Status)?;
+            if g.json {
+                return print_json(&answer);
+            }
+            for j in answer["jobs"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<20} {:<15} {:<20} {}",
+                    j["name"].as_str().unwrap_or_default(),
+                    j["kind"].as_str().unwrap_or_default(),
+                    j["schedule"].as_str().unwrap_or_default(),
+                    if j["running"] == true { "running" } else { "" }
+                );
+            }
+            return Ok(0);
+        }
+        _ => {}
+    }
     if !a.state_dir.join("state.db").exists() {
         return Err(usage!(
             "no daemon state in {}: the daemon has not run with this --state-dir yet",
@@ -767,6 +910,7 @@ pub fn jobs(g: &GlobalArgs, a: &JobsArgs) -> Result<i32> {
             }
             Ok(0)
         }
+        Some(JobsCommand::Run { .. } | JobsCommand::Status) => Ok(0),
         Some(JobsCommand::Log { id }) => {
             let lines = state.log_lines(*id, 0).map_err(|e| match e {
                 snapguard_daemon::Error::NoRun(_) => {

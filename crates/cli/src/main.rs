@@ -5,6 +5,7 @@ mod args;
 mod backend_stats;
 mod commands;
 mod config;
+mod control;
 mod copy;
 mod daemon;
 mod history;
@@ -163,6 +164,7 @@ fn main() {
     // The config file is read before any command runs, so a broken file is reported at once
     // (exit code 2), whatever the command.
     let result = config::load(cli.global.config.as_deref()).and_then(|settings| {
+        settings.apply_repository(&mut cli.global);
         cli.global.settings = settings;
         run(&cli)
     });

@@ -196,3 +196,54 @@ fn invalid_limit_flags_exit_2() {
         expect_err(&out, 2, &[flag, "positive number of MiB/s"]);
     }
 }
+
+/// `[repository]` names the repository and its password file when neither options nor
+/// variables do; `-r` and `SNAPGUARD_PASSWORD` override it.
+#[test]
+fn repository_section_gives_the_location_and_the_password() {
+    let ws = Ws::new();
+    let sg = Sg::init(&ws, None);
+    let backup = sg.backup(&[&sg.config.clone()], &[]);
+    backup.out.expect_code(0);
+    let pw_file = ws.path("pw");
+    fs::write(&pw_file, format!("{}\n", crate::support::cmd::PASSWORD)).expect("pw");
+    write_config(
+        &sg,
+        &format!(
+            "[repository]\nurl = \"{}\"\npassword_file = \"{}\"\n",
+            path_str(&sg.repo),
+            path_str(&pw_file)
+        ),
+    );
+    let bare = || {
+        let mut cmd = assert_cmd::Command::new(crate::support::cmd::bin());
+        cmd.env("SNAPGUARD_CONFIG", &sg.config)
+            .env("SNAPGUARD_CACHE_DIR", &sg.cache)
+            .env_remove("SNAPGUARD_REPOSITORY")
+            .env_remove("SNAPGUARD_PASSWORD")
+            .env_remove("SNAPGUARD_PASSWORD_FILE")
+            .env_remove("SNAPGUARD_PASSWORD_COMMAND")
+            .env_remove("SNAPGUARD_KEY_FILE");
+        cmd
+    };
+    let out: Out = run_cmd(&mut bare(), ["--json", "snapshots"]);
+    out.expect_code(0);
+    assert!(out.stdout_str().contains(&backup.id), "{out}");
+    // -r wins over the file: an empty directory is "no repository".
+    let other = ws.path("elsewhere");
+    fs::create_dir_all(&other).expect("mkdir");
+    run_cmd(
+        &mut bare(),
+        [OsStr::new("-r"), other.as_os_str(), OsStr::new("snapshots")],
+    )
+    .expect_code(10);
+    // A password in the environment wins over the file's password file.
+    let out = run_cmd(
+        bare().env("SNAPGUARD_PASSWORD", "not the password"),
+        ["snapshots"],
+    );
+    out.expect_code(12);
+    // Unknown keys are refused like everywhere in the file.
+    write_config(&sg, "[repository]\npassword = \"x\"\n");
+    expect_err(&sg.run(["snapshots"]), 2, &["password"]);
+}

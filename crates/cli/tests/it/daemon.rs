@@ -4,7 +4,7 @@
 //! run the jobs again before their time, and one state directory has one daemon.
 
 use crate::maintenance::{os, Bg};
-use crate::support::cmd::{Sg, Ws};
+use crate::support::cmd::{Out, Sg, Ws};
 use crate::support::compare::{assert_same, Opts, Tree};
 use crate::support::fixture::Fixture;
 use crate::support::{restored_path, varied};
@@ -66,6 +66,10 @@ fn the_daemon_runs_configured_jobs_records_them_and_stops_cleanly() {
     sg.config = config;
     let state = ws.path("state");
     let state_arg = state.display().to_string();
+    sg.extra_env.push((
+        "SNAPGUARD_DAEMON_SOCKET".into(),
+        ws.path("daemon.sock").into(),
+    ));
     let mut daemon = Bg::spawn(&sg, &[os("daemon"), os("--state-dir"), os(&state_arg)]);
 
     // New interval jobs run at once, one after the other (both use the repository).
@@ -166,6 +170,10 @@ fn a_daemon_stopped_while_a_job_runs_records_it_as_cancelled() {
     sg.config = config;
     let state = ws.path("state");
     let state_arg = state.display().to_string();
+    sg.extra_env.push((
+        "SNAPGUARD_DAEMON_SOCKET".into(),
+        ws.path("daemon.sock").into(),
+    ));
     let mut daemon = Bg::spawn(&sg, &[os("daemon"), os("--state-dir"), os(&state_arg)]);
     let t0 = Instant::now();
     while !state.join("state.db").exists() || jobs(&sg, &state).is_empty() {
@@ -265,6 +273,10 @@ fn job_results_are_mailed_as_configured() {
     sg.config = config;
     let state = ws.path("state");
     let state_arg = state.display().to_string();
+    sg.extra_env.push((
+        "SNAPGUARD_DAEMON_SOCKET".into(),
+        ws.path("daemon.sock").into(),
+    ));
     let mut daemon = Bg::spawn(&sg, &[os("daemon"), os("--state-dir"), os(&state_arg)]);
     let runs = wait_for_runs(&sg, &state, 3, &mut daemon);
     let mails = smtp.wait_for(2);
@@ -372,6 +384,10 @@ fn notifications_use_starttls_and_check_the_certificate() {
     sg.config = path;
     let state = ws.path("state-1");
     let state_arg = state.display().to_string();
+    sg.extra_env.push((
+        "SNAPGUARD_DAEMON_SOCKET".into(),
+        ws.path("daemon.sock").into(),
+    ));
     let mut daemon = Bg::spawn(&sg, &[os("daemon"), os("--state-dir"), os(&state_arg)]);
     let runs = wait_for_runs(&sg, &state, 1, &mut daemon);
     let id = runs[0]["id"].to_string();
@@ -404,6 +420,10 @@ fn notifications_use_starttls_and_check_the_certificate() {
     sg.config = path;
     let state = ws.path("state-2");
     let state_arg = state.display().to_string();
+    sg.extra_env.push((
+        "SNAPGUARD_DAEMON_SOCKET".into(),
+        ws.path("daemon.sock").into(),
+    ));
     let mut daemon = Bg::spawn(&sg, &[os("daemon"), os("--state-dir"), os(&state_arg)]);
     wait_for_runs(&sg, &state, 1, &mut daemon);
     let mails = smtp.wait_for(1);
@@ -450,6 +470,10 @@ fn a_job_whose_helper_keeps_its_output_open_still_ends() {
     ));
     let state = ws.path("state");
     let state_arg = state.display().to_string();
+    sg.extra_env.push((
+        "SNAPGUARD_DAEMON_SOCKET".into(),
+        ws.path("daemon.sock").into(),
+    ));
     let t0 = Instant::now();
     let mut daemon = Bg::spawn(&sg, &[os("daemon"), os("--state-dir"), os(&state_arg)]);
     let runs = wait_for_runs(&sg, &state, 2, &mut daemon);
@@ -475,4 +499,150 @@ fn a_job_whose_helper_keeps_its_output_open_still_ends() {
         }
     }
     assert!(leftover.is_empty(), "helpers left running: {leftover:?}");
+}
+
+/// The control socket: the kernel's peer credentials decide. Root may run any job; a user in
+/// `[daemon] allow_users` may ask for the status and run jobs that create snapshots, not a
+/// prune; any other user is refused by name. Manual runs are recorded with who asked.
+#[test]
+fn the_control_socket_decides_by_peer_credentials() {
+    if !crate::support::is_root() {
+        eprintln!("skipped: needs root to ask as other users");
+        return;
+    }
+    let ws = Ws::new();
+    let mut sg = Sg::init(&ws, None);
+    let src = ws.path("src");
+    let mut fx = Fixture::new(&src);
+    fx.file("a.txt", b"x\n");
+    fx.finish();
+    let config = ws.path("config.toml");
+    // Yearly jobs: nothing runs unless asked.
+    std::fs::write(
+        &config,
+        format!(
+            "[daemon]\nallow_users = [\"nobody\"]\n\n\
+             [jobs.home]\nkind = \"backup\"\npaths = [\"{}\"]\nschedule = \"@yearly\"\n\n\
+             [jobs.prune]\nkind = \"prune\"\nschedule = \"@yearly\"\n",
+            src.display()
+        ),
+    )
+    .expect("config");
+    sg.config = config;
+    let state = ws.path("state");
+    let state_arg = state.display().to_string();
+    // Other users must reach the socket: its directory is made world-searchable.
+    std::fs::set_permissions(
+        &ws.root,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod ws");
+    let socket = ws.path("run/daemon.sock");
+    sg.extra_env
+        .push(("SNAPGUARD_DAEMON_SOCKET".into(), socket.clone().into()));
+    let mut daemon = Bg::spawn(&sg, &[os("daemon"), os("--state-dir"), os(&state_arg)]);
+    let t0 = Instant::now();
+    while !socket.exists() {
+        assert!(daemon.running(), "the daemon exited");
+        assert!(t0.elapsed() < Duration::from_secs(20), "no control socket");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let ask = |uid: Option<&str>, args: &[&str]| -> Out {
+        let mut cmd = match uid {
+            None => assert_cmd::Command::new(crate::support::cmd::bin()),
+            Some(u) => {
+                let mut c = assert_cmd::Command::new("setpriv");
+                c.args([
+                    &format!("--reuid={u}"),
+                    &format!("--regid={u}"),
+                    "--clear-groups",
+                    "--",
+                ])
+                .arg(crate::support::cmd::bin());
+                c
+            }
+        };
+        cmd.env("SNAPGUARD_CONFIG", "/dev/null")
+            .env("SNAPGUARD_DAEMON_SOCKET", &socket);
+        let mut all = vec!["jobs"];
+        all.extend_from_slice(args);
+        crate::support::cmd::run_cmd(&mut cmd, all)
+    };
+
+    let status = ask(None, &["--json", "status"]);
+    status.expect_code(0);
+    let names: Vec<String> = status.json()["jobs"]
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .map(|j| j["name"].as_str().expect("name").to_string())
+        .collect();
+    assert_eq!(names, ["home", "prune"]);
+
+    // A listed user: status and a backup, but not a prune.
+    ask(Some("65534"), &["status"]).expect_code(0);
+    let out = ask(Some("65534"), &["run", "prune"]);
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(
+        out.stderr_str()
+            .contains("may run jobs that create snapshots"),
+        "{out}"
+    );
+    ask(Some("65534"), &["run", "home"]).expect_code(0);
+    // Anyone else: nothing.
+    let out = ask(Some("12345"), &["status"]);
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(
+        out.stderr_str().contains("may not control the daemon"),
+        "{out}"
+    );
+    // Root: any job; unknown jobs and a job already running are refused.
+    let out = ask(None, &["run", "nonexistent"]);
+    assert!(out.stderr_str().contains("no job"), "{out}");
+    let runs = wait_for_runs(&sg, &state, 1, &mut daemon);
+    assert_eq!(runs[0]["job"], "home");
+    assert_eq!(runs[0]["trigger"], "manual");
+    assert_eq!(runs[0]["status"], "succeeded", "{runs:#?}");
+    ask(None, &["run", "prune"]).expect_code(0);
+    let runs = wait_for_runs(&sg, &state, 2, &mut daemon);
+    assert!(
+        runs.iter()
+            .any(|r| r["job"] == "prune" && r["status"] == "succeeded"),
+        "{runs:#?}"
+    );
+    let home_id = runs
+        .iter()
+        .find(|r| r["job"] == "home")
+        .and_then(|r| r["id"].as_i64())
+        .expect("home run");
+    let log = sg
+        .run([
+            "jobs",
+            "--state-dir",
+            &state_arg,
+            "log",
+            &home_id.to_string(),
+        ])
+        .expect_code(0)
+        .stdout_str();
+    assert!(log.contains("run now, asked by nobody (uid 65534"), "{log}");
+
+    // A second daemon on the same socket is refused; the socket goes when the daemon stops.
+    let other = sg.run([
+        "daemon",
+        "--state-dir",
+        &ws.path("state-2").display().to_string(),
+    ]);
+    assert_ne!(other.code, Some(0), "{other}");
+    assert!(
+        other
+            .stderr_str()
+            .contains("another snapguard daemon listens"),
+        "{other}"
+    );
+    daemon.signal(rustix::process::Signal::TERM);
+    assert_eq!(daemon.finish().code, Some(0));
+    assert!(!socket.exists(), "the socket outlived the daemon");
+    let out = ask(None, &["status"]);
+    assert!(out.stderr_str().contains("no daemon answers"), "{out}");
 }
