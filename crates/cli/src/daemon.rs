@@ -283,7 +283,46 @@ fn job_env(g: &GlobalArgs) -> Vec<(&'static str, String)> {
     env
 }
 
-/// A reading of the machine for idle jobs: load average and PSI; no session hint yet.
+/// logind's view of the user sessions (`Some(false)`: someone is at the machine), or `None`
+/// where logind does not run (servers, containers) or cannot be asked.
+fn session_idle() -> Option<bool> {
+    use snapguard_policy::schedule::idle::{parse_session_props, user_presence};
+    if !Path::new("/run/systemd/seats").exists() {
+        return None;
+    }
+    let run = |args: &[&str]| -> Option<String> {
+        let out = Command::new("loginctl")
+            .args(args)
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let list = run(&["list-sessions", "--no-legend"])?;
+    let sessions: Vec<_> = list
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter_map(|id| {
+            run(&[
+                "show-session",
+                id,
+                "-p",
+                "Class",
+                "-p",
+                "Active",
+                "-p",
+                "IdleHint",
+            ])
+            .map(|t| parse_session_props(&t))
+        })
+        .collect();
+    user_presence(&sessions)
+}
+
+/// A reading of the machine for idle jobs: load average, PSI and logind's session idle hint.
 fn sample_machine(at: i64) -> Option<IdleSample> {
     let load1 = std::fs::read_to_string("/proc/loadavg")
         .ok()
@@ -299,7 +338,7 @@ fn sample_machine(at: i64) -> Option<IdleSample> {
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
         cpu: psi("/proc/pressure/cpu"),
         io: psi("/proc/pressure/io"),
-        session_idle: None,
+        session_idle: session_idle(),
     })
 }
 
@@ -397,9 +436,18 @@ pub fn daemon(g: &GlobalArgs, a: &DaemonArgs) -> Result<i32> {
     }
     let mut scheduler = Scheduler::new(&jobs, chrono::Local, IdleThresholds::default());
     let mut running: BTreeMap<String, Running> = BTreeMap::new();
+    let has_idle_jobs = jobs
+        .values()
+        .any(|j| matches!(j.timing, snapguard_policy::jobs::Timing::Idle { .. }));
+    let mut last_sample: Option<IdleSample> = None;
     loop {
         let t = now();
-        let sample = sample_machine(t);
+        // The machine is read only for idle jobs, and at most every 10 s (the loop wakes
+        // twice a second while jobs run).
+        if has_idle_jobs && last_sample.as_ref().is_none_or(|s| t - s.at >= 10) {
+            last_sample = sample_machine(t);
+        }
+        let sample = last_sample.filter(|_| has_idle_jobs);
         let mut times = |name: &str| {
             state
                 .job_times(name, t)

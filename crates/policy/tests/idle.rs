@@ -225,3 +225,29 @@ fn a_busy_reading_restarts_the_idle_stretch() {
         IdleAction::StartIdle
     );
 }
+
+/// `loginctl show-session` output as logind prints it (systemd 252, Debian 12).
+#[test]
+fn logind_sessions_say_whether_someone_is_there() {
+    use snapguard_policy::schedule::idle::{parse_session_props, user_presence};
+    let desktop_busy = parse_session_props("Type=wayland\nClass=user\nActive=yes\nIdleHint=no\n");
+    let desktop_idle = parse_session_props("Type=wayland\nClass=user\nActive=yes\nIdleHint=yes\n");
+    let ssh = parse_session_props("Type=tty\nClass=user\nActive=no\nIdleHint=no\n");
+    let greeter = parse_session_props("Type=x11\nClass=greeter\nActive=yes\nIdleHint=no\n");
+    assert_eq!(user_presence(&[]), None);
+    assert_eq!(
+        user_presence(std::slice::from_ref(&greeter)),
+        None,
+        "a login screen is nobody"
+    );
+    assert_eq!(
+        user_presence(std::slice::from_ref(&ssh)),
+        None,
+        "inactive sessions do not count"
+    );
+    assert_eq!(user_presence(&[desktop_idle.clone(), ssh]), Some(true));
+    assert_eq!(
+        user_presence(&[desktop_idle, desktop_busy, greeter]),
+        Some(false)
+    );
+}

@@ -249,3 +249,40 @@ impl IdleWatch {
         self.idle_since
     }
 }
+
+/// What logind says of one session (`loginctl show-session ID -p Class -p Active -p IdleHint`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SessionProps {
+    /// `user`, `greeter`, `lock-screen`, `background` …
+    pub class: String,
+    pub active: bool,
+    pub idle_hint: bool,
+}
+
+/// Parse `KEY=VALUE` lines as `loginctl show-session` prints them; unknown keys are ignored.
+pub fn parse_session_props(text: &str) -> SessionProps {
+    let mut p = SessionProps::default();
+    for line in text.lines() {
+        match line.trim().split_once('=') {
+            Some(("Class", v)) => p.class = v.to_string(),
+            Some(("Active", v)) => p.active = v == "yes",
+            Some(("IdleHint", v)) => p.idle_hint = v == "yes",
+            _ => {}
+        }
+    }
+    p
+}
+
+/// The session idle hint for [`IdleSample::session_idle`]: `Some(false)` when an active user
+/// session is not idle (someone is at the machine), `Some(true)` when every active user session
+/// is idle, `None` when there is no user session (a server; the load decides alone).
+pub fn user_presence(sessions: &[SessionProps]) -> Option<bool> {
+    let active: Vec<&SessionProps> = sessions
+        .iter()
+        .filter(|s| s.class == "user" && s.active)
+        .collect();
+    if active.is_empty() {
+        return None;
+    }
+    Some(active.iter().all(|s| s.idle_hint))
+}
