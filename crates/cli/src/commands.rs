@@ -365,22 +365,32 @@ pub fn parse_compression(s: &str) -> Result<snapguard_engine::CompressionChoice>
     })
 }
 
+/// The snapshot filters of `snapshots` and `copy`: any of `tags` (none: all), the host, and a
+/// path among the snapshot's paths (trailing slashes ignored).
+pub(crate) fn view_matches(
+    v: &snapguard_engine::annotate::SnapshotView,
+    tags: &[String],
+    host: Option<&str>,
+    path: Option<&std::ffi::OsStr>,
+) -> bool {
+    let tag_ok = tags.is_empty() || v.tags.iter().any(|t| tags.contains(t));
+    let host_ok = host.is_none_or(|h| v.snapshot.hostname == h);
+    let path_ok = path.is_none_or(|p| {
+        let mut want = p.as_bytes();
+        while want.len() > 1 && want.ends_with(b"/") {
+            want = &want[..want.len() - 1];
+        }
+        v.snapshot.paths.iter().any(|x| x.as_slice() == want)
+    });
+    tag_ok && host_ok && path_ok
+}
+
 pub fn snapshots(g: &GlobalArgs, a: &SnapshotsArgs) -> Result<i32> {
     let (repo, _lock) = open(g, LockKind::Shared, "snapshots")?;
     let (all, damaged) = snapguard_engine::annotate::views(&repo)?;
     let list: Vec<snapguard_engine::annotate::SnapshotView> = all
         .into_iter()
-        .filter(|v| a.tags.is_empty() || v.tags.iter().any(|t| a.tags.contains(t)))
-        .filter(|v| a.host.as_ref().is_none_or(|h| &v.snapshot.hostname == h))
-        .filter(|v| {
-            a.path.as_ref().is_none_or(|p| {
-                let mut want = p.as_bytes();
-                while want.len() > 1 && want.ends_with(b"/") {
-                    want = &want[..want.len() - 1];
-                }
-                v.snapshot.paths.iter().any(|x| x.as_slice() == want)
-            })
-        })
+        .filter(|v| view_matches(v, &a.tags, a.host.as_deref(), a.path.as_deref()))
         .collect();
     if g.json {
         print_json(&json!(list

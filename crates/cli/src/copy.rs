@@ -11,7 +11,6 @@ use snapguard_engine::{Repository, Secret};
 use snapguard_format::{SnapshotFile, SnapshotId};
 use std::collections::HashSet;
 use std::io::IsTerminal;
-use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use zeroize::Zeroizing;
 
@@ -169,17 +168,7 @@ fn select(repo: &Repository, a: &CopyArgs) -> Result<Vec<(SnapshotId, SnapshotFi
     // Oldest first (as listed), filtered.
     let matching: Vec<_> = views
         .into_iter()
-        .filter(|v| a.tags.is_empty() || v.tags.iter().any(|t| a.tags.contains(t)))
-        .filter(|v| a.host.as_ref().is_none_or(|h| &v.snapshot.hostname == h))
-        .filter(|v| {
-            a.path.as_ref().is_none_or(|p| {
-                let mut want = p.as_bytes();
-                while want.len() > 1 && want.ends_with(b"/") {
-                    want = &want[..want.len() - 1];
-                }
-                v.snapshot.paths.iter().any(|x| x.as_slice() == want)
-            })
-        })
+        .filter(|v| crate::commands::view_matches(v, &a.tags, a.host.as_deref(), a.path.as_deref()))
         .collect();
     if a.snapshots.is_empty() {
         return Ok(matching.into_iter().map(|v| (v.id, v.snapshot)).collect());
