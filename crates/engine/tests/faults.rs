@@ -782,6 +782,17 @@ fn backup_with_a_silently_torn_write_is_detected_by_check() -> TestResult {
         let work = s.fx.path("attempt")?;
         let (f, r) = faulty_backup(&s, &work, |f| f.torn_write_silently_at(w))?;
         let torn = f.torn_files();
+        if torn.is_empty() && f.writes() <= w {
+            // Which small blobs share a pack depends on the order the compression threads
+            // finish in, so a run may make fewer writes than the dry run: this one never
+            // reached write `w` and must simply have succeeded.
+            assert!(
+                r.is_ok(),
+                "write {w}: no torn write, yet the backup failed: {r:?}"
+            );
+            std::fs::remove_dir_all(&work)?;
+            continue;
+        }
         let [t] = torn.as_slice() else {
             panic!("write {w}: expected one torn file, got {torn:?}");
         };
