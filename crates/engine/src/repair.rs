@@ -68,7 +68,9 @@ pub fn repair_index(repo: &mut Repository) -> Result<IndexRepair> {
     Ok(report)
 }
 
-fn read_pack_index(repo: &Repository, id: &PackId, size: u64) -> Result<IndexPack> {
+/// The index entry of pack `id` (`size` bytes) from its authenticated header, reading only
+/// the trailer and the header (as ranges).
+pub(crate) fn read_pack_index(repo: &Repository, id: &PackId, size: u64) -> Result<IndexPack> {
     let name = id.to_hex();
     let object = || format!("pack {name}");
     if size < PACK_TRAILER_LEN as u64 {

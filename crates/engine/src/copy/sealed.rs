@@ -3,7 +3,7 @@
 use super::CopyStats;
 use crate::crypt::{blob_aad, decompress, Crypt};
 use crate::index::BlobLocation;
-use crate::pack::{open_header, read_header, PackWriter};
+use crate::pack::{read_header, PackWriter};
 use crate::progress::Progress;
 use crate::{Error, Repository, Result};
 use snapguard_backend::{BackendError, FileType};
@@ -517,33 +517,7 @@ pub(super) fn verify_target_pack(
     needed: &[BlobLocation],
 ) -> Result<IndexPack> {
     let object = || format!("pack {pack} in the target");
-    if size < PACK_TRAILER_LEN as u64 {
-        return Err(Error::corrupt(object(), "truncated"));
-    }
-    let name = pack.to_hex();
-    let tail = dst
-        .backend()
-        .read_range(
-            FileType::Pack,
-            &name,
-            size - PACK_TRAILER_LEN as u64,
-            PACK_TRAILER_LEN as u64,
-        )
-        .map_err(dst.backend_err())?;
-    let (trailer, start) =
-        PackTrailer::parse(&tail, size).map_err(|e| Error::corrupt(object(), e))?;
-    let header = dst
-        .backend()
-        .read_range(FileType::Pack, &name, start, u64::from(trailer.header_len))
-        .map_err(dst.backend_err())?;
-    let blobs = open_header(dst.crypt(), &pack, &header, &tail, size)?;
-    let entry = IndexPack {
-        id: pack,
-        size,
-        epoch: trailer.epoch,
-        cipher_code: trailer.cipher_code,
-        blobs,
-    };
+    let entry = crate::repair::read_pack_index(dst, &pack, size)?;
     check_covers(&entry, needed).map_err(|detail| Error::corrupt(object(), detail))?;
     let key = pack_key(dst, &entry)?;
     for (loc, sealed) in needed.iter().zip(read_sealed(dst, pack, needed)?) {
