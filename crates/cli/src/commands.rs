@@ -111,11 +111,22 @@ pub fn username() -> String {
 /// Open the repository, asking for a password only once we know it exists and is readable;
 /// take a lock for `operation`, then load the index (in that order: see lock.rs).
 pub fn open(g: &GlobalArgs, kind: LockKind, operation: &str) -> Result<(Repository, LockGuard)> {
+    let mut repo = unlock_repository(g, operation)?;
+    let guard = repo.lock(kind, operation, &owner())?;
+    repo.load_index()?;
+    for e in repo.index_errors() {
+        eprintln!("warning: {e}; the blobs it lists are unavailable until 'snapguard repair index' rebuilds it");
+    }
+    Ok((repo, guard))
+}
+
+/// Unlock the repository and set up its caches for `operation`, without a lock or the index
+/// (the daemon's web API takes a session of it per request).
+pub fn unlock_repository(g: &GlobalArgs, operation: &str) -> Result<Repository> {
     let b = backend(g)?;
     snapguard_engine::probe(&*b)?;
     let secrets = secrets::opening_secrets(g)?;
     let mut repo = Repository::open(b, &secrets)?;
-    let guard = repo.lock(kind, operation, &owner())?;
     if !g.no_cache {
         repo.set_cache_dir(
             crate::maintenance::cache_dir()
@@ -131,11 +142,7 @@ pub fn open(g: &GlobalArgs, kind: LockKind, operation: &str) -> Result<(Reposito
                 .map(|d| MetaCache::new(d.join(repo.config().repo_id.to_hex()).join("meta"), true)),
         );
     }
-    repo.load_index()?;
-    for e in repo.index_errors() {
-        eprintln!("warning: {e}; the blobs it lists are unavailable until 'snapguard repair index' rebuilds it");
-    }
-    Ok((repo, guard))
+    Ok(repo)
 }
 
 /// Operations that must read snapshots and trees from the repository itself, not from the

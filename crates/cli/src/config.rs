@@ -67,6 +67,12 @@ pub struct DaemonSection {
     /// (backup, local-snapshot) through its control socket.
     #[serde(default)]
     pub allow_users: Vec<String>,
+    /// Where the web UI and API listen (`ADDR:PORT`, or `off`); default 127.0.0.1:8443.
+    pub listen: Option<String>,
+    /// The HTTPS certificate and key (PEM); without them a self-signed pair is made in the
+    /// state directory on first start.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 /// `[repository]`: defaults for `-r`, `--password-file`, `--password-command`, `--key-file`.

@@ -30,6 +30,8 @@ pub enum Request {
     Status,
     /// Start a job now.
     Run { job: String },
+    /// Cancel a running run (root only).
+    Cancel { run: i64 },
 }
 
 /// Who is asking, as the kernel says.
@@ -156,6 +158,10 @@ pub fn allowed(
     }
     match (request, kind) {
         (Request::Status, _) => Ok(()),
+        (Request::Cancel { run }, _) => Err(format!(
+            "user {} may not cancel run {run}; only root may",
+            caller.user
+        )),
         (Request::Run { .. }, Some("backup" | "local-snapshot")) => Ok(()),
         (Request::Run { job }, Some(k)) => Err(format!(
             "user {} may run jobs that create snapshots, not {job} (kind {k}); ask root",

@@ -45,6 +45,10 @@ pub struct DaemonArgs {
     #[arg(long, env = "SNAPGUARD_DAEMON_SOCKET", default_value = crate::control::DEFAULT_SOCKET,
           value_name = "PATH")]
     pub socket: PathBuf,
+    /// Where the web UI and REST API listen (HTTPS): ADDR:PORT, or `off`. Default: [daemon]
+    /// listen, else 127.0.0.1:8443.
+    #[arg(long, env = "SNAPGUARD_LISTEN", value_name = "ADDR:PORT")]
+    pub listen: Option<String>,
 }
 
 /// `snapguard jobs`.
@@ -83,6 +87,11 @@ pub enum JobsCommand {
     },
     /// The running daemon's jobs and which of them run.
     Status,
+    /// Stop a running run (root only): its processes get SIGTERM, SIGKILL after 30 s.
+    Cancel {
+        /// The run's id (from `snapguard jobs`).
+        id: i64,
+    },
 }
 
 fn now() -> i64 {
@@ -90,7 +99,7 @@ fn now() -> i64 {
 }
 
 /// What the event loop hears about.
-enum Event {
+pub(crate) enum Event {
     Stderr {
         job: String,
         line: String,
@@ -110,6 +119,8 @@ enum Event {
     },
     /// A request on the control socket.
     Control(crate::control::Incoming),
+    /// A request of the web API.
+    Web(crate::web::WebIncoming),
 }
 
 struct Running {
@@ -122,6 +133,8 @@ struct Running {
     status: Option<(std::process::ExitStatus, std::time::Instant)>,
     /// Stopped (SIGSTOP) since.
     paused_at: Option<std::time::Instant>,
+    /// Someone asked to cancel it: who.
+    cancelled_by: Option<String>,
 }
 
 /// The longest a job stays stopped: well inside the 15 minutes after which an unrefreshed
@@ -151,6 +164,13 @@ impl Running {
             _ => false,
         }
     }
+}
+
+/// A job's command line as text (for the settings page).
+pub(crate) fn job_command_line(config: &JobConfig) -> String {
+    let mut words = vec!["snapguard".to_string()];
+    words.extend(job_args(config));
+    words.join(" ")
 }
 
 /// The command line of a job, after the binary and the global options.
@@ -423,6 +443,10 @@ pub fn daemon(g: &GlobalArgs, a: &DaemonArgs) -> Result<i32> {
     crate::control::serve(&a.socket, move |inc| {
         ctl_tx.lock().ok()?.send(Event::Control(inc)).ok()
     })?;
+    if let Some(addr) = crate::web::start(g, a, tx.clone())? {
+        eprintln!("snapguard daemon: web UI and API at https://{addr}/");
+        let _ = std::fs::write(a.state_dir.join("web-address"), format!("{addr}\n"));
+    }
     let allow_users = g.settings.daemon.allow_users.clone();
     let exe = std::env::current_exe().context("cannot find the snapguard binary")?;
     let env = job_env(g);
@@ -558,6 +582,54 @@ pub fn daemon(g: &GlobalArgs, a: &DaemonArgs) -> Result<i32> {
                         Err(e) => ("error", format!("notification not sent: {e}")),
                     };
                     let _ = state.log(run, now(), level, &line);
+                }
+                Event::Web(inc) => {
+                    let answer = web_answer(
+                        inc.request,
+                        &jobs,
+                        &mut scheduler,
+                        &state,
+                        &mut running,
+                        &mut |job: &str, running: &mut BTreeMap<String, Running>| {
+                            start_job(
+                                &state,
+                                &exe,
+                                &env,
+                                &jobs,
+                                job,
+                                Trigger::Manual,
+                                &tx,
+                                running,
+                                &pass_flags,
+                            )?;
+                            Ok(running.get(job).map_or(0, |r| r.run))
+                        },
+                    );
+                    let _ = inc.reply.send(answer);
+                }
+                Event::Control(inc)
+                    if matches!(inc.request, crate::control::Request::Cancel { .. }) =>
+                {
+                    let crate::control::Request::Cancel { run } = inc.request else {
+                        continue;
+                    };
+                    let who = format!(
+                        "{} (uid {}, pid {})",
+                        inc.caller.user, inc.caller.uid, inc.caller.pid
+                    );
+                    let answer = match crate::control::allowed(
+                        &inc.caller,
+                        &allow_users,
+                        &inc.request,
+                        None,
+                    ) {
+                        Err(e) => json!({"ok": false, "error": e}),
+                        Ok(()) => match cancel_run(&state, &mut running, run, &who) {
+                            Ok(()) => json!({"ok": true, "run": run}),
+                            Err(e) => json!({"ok": false, "error": e}),
+                        },
+                    };
+                    let _ = inc.reply.send(answer);
                 }
                 Event::Control(inc) => {
                     let answer = control_answer(
@@ -712,6 +784,7 @@ fn start_job(
             readers: 2,
             status: None,
             paused_at: None,
+            cancelled_by: None,
         },
     );
     Ok(())
@@ -725,6 +798,13 @@ fn finish_job(state: &State, job: &str, mut r: Running) {
     let t = now();
     let summary: Option<serde_json::Value> = serde_json::from_slice(&r.summary).ok();
     let (st, err) = match status {
+        _ if r.cancelled_by.is_some() => (
+            Status::Cancelled,
+            Some(format!(
+                "cancelled by {}",
+                r.cancelled_by.as_deref().unwrap_or("someone")
+            )),
+        ),
         Ok(s) if s.success() => (Status::Succeeded, None),
         Ok(s) => (
             Status::Failed,
@@ -757,6 +837,106 @@ fn finish_job(state: &State, job: &str, mut r: Running) {
     }
 }
 
+/// Cancel a running run: SIGCONT (it may be paused) and SIGTERM to its process group; it is
+/// recorded as cancelled when it has ended (SIGKILL follows after [`STOP_GRACE`]).
+fn cancel_run(
+    state: &State,
+    running: &mut BTreeMap<String, Running>,
+    run: i64,
+    who: &str,
+) -> Result<(), String> {
+    let Some(r) = running.values_mut().find(|r| r.run == run) else {
+        return Err(format!("run {run} is not running"));
+    };
+    if r.cancelled_by.is_none() {
+        r.cancelled_by = Some(who.to_string());
+        r.paused_at = None;
+        let _ = state.log(run, now(), "info", &format!("cancel asked by {who}"));
+        tracing::info!("{who} cancelled run {run}");
+        signal_group(&r.child, rustix::process::Signal::CONT);
+        signal_group(&r.child, rustix::process::Signal::TERM);
+        let pid = r.child.id();
+        // A job that ignores SIGTERM is killed after the grace time, from a thread of its own.
+        std::thread::spawn(move || {
+            std::thread::sleep(STOP_GRACE);
+            if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+                let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+            }
+        });
+    }
+    Ok(())
+}
+
+/// The answer to a web API request (permissions were checked by the API).
+fn web_answer(
+    request: crate::web::WebRequest,
+    jobs: &BTreeMap<String, JobConfig>,
+    scheduler: &mut Scheduler<chrono::Local>,
+    state: &State,
+    running: &mut BTreeMap<String, Running>,
+    start: &mut dyn FnMut(&str, &mut BTreeMap<String, Running>) -> Result<i64>,
+) -> Result<serde_json::Value, snapguard_web::ApiError> {
+    use crate::web::{JobRow, WebRequest};
+    use snapguard_web::ApiError;
+    match request {
+        WebRequest::Jobs => {
+            let t = now();
+            let rows: Vec<JobRow> = jobs
+                .iter()
+                .map(|(name, j)| {
+                    let times = state
+                        .job_times(name, t)
+                        .unwrap_or(snapguard_daemon::runs::JobTimes {
+                            first_seen: t,
+                            last_start: Some(t),
+                        });
+                    let from = times.last_start.unwrap_or(times.first_seen);
+                    JobRow {
+                        name: name.clone(),
+                        kind: j.action.kind().to_string(),
+                        schedule: j.schedule_text.clone(),
+                        when: match j.timing {
+                            snapguard_policy::jobs::Timing::OnTime => "schedule".into(),
+                            snapguard_policy::jobs::Timing::Idle { .. } => "idle".into(),
+                        },
+                        running: running.get(name).map(|r| r.run),
+                        next_run: j
+                            .schedule
+                            .next_after(from, &chrono::Local)
+                            // Past due: it runs at the next tick (a catch-up).
+                            .map(|n| n.max(t))
+                            .and_then(|n| chrono::DateTime::from_timestamp(n, 0))
+                            .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+                    }
+                })
+                .collect();
+            serde_json::to_value(rows).map_err(|e| ApiError::internal(e.to_string()))
+        }
+        WebRequest::Run { job, who } => {
+            if !jobs.contains_key(&job) {
+                return Err(ApiError::not_found(format!("no job {job:?} is configured")));
+            }
+            if !scheduler.start_manual(&job) {
+                return Err(ApiError::conflict(format!("job {job} is already running")));
+            }
+            match start(&job, running) {
+                Ok(run) => {
+                    let _ = state.log(run, now(), "info", &format!("run now, asked by {who}"));
+                    tracing::info!("{who} started {job} (run {run})");
+                    Ok(json!({"run": run}))
+                }
+                Err(e) => {
+                    scheduler.finished(&job);
+                    Err(ApiError::internal(format!("cannot start {job}: {e:#}")))
+                }
+            }
+        }
+        WebRequest::Cancel { run, who } => cancel_run(state, running, run, &who)
+            .map(|()| json!({"run": run}))
+            .map_err(ApiError::conflict),
+    }
+}
+
 /// The answer to a control request, after the permission check; a `run` starts the job now.
 fn control_answer(
     inc: &crate::control::Incoming,
@@ -769,7 +949,7 @@ fn control_answer(
     use crate::control::{allowed, Request};
     let kind = match &inc.request {
         Request::Run { job } => jobs.get(job).map(|j| j.action.kind()),
-        Request::Status => None,
+        Request::Status | Request::Cancel { .. } => None,
     };
     let who = format!(
         "{} (uid {}, pid {})",
@@ -789,6 +969,9 @@ fn control_answer(
                 "running": scheduler.is_running(name),
             })).collect::<Vec<_>>(),
         }),
+        Request::Cancel { run } => {
+            json!({"ok": false, "error": format!("run {run}: cancel is answered by the event loop")})
+        }
         Request::Run { job } => {
             if !jobs.contains_key(job) {
                 return json!({"ok": false, "error": format!("no job {job:?} is configured")});
@@ -903,6 +1086,14 @@ pub fn jobs(g: &GlobalArgs, a: &JobsArgs) -> Result<i32> {
             );
             return Ok(0);
         }
+        Some(JobsCommand::Cancel { id }) => {
+            let answer = ask(Request::Cancel { run: *id })?;
+            if g.json {
+                return print_json(&answer);
+            }
+            println!("cancelling run {id}; 'snapguard jobs log {id}' shows when it has ended");
+            return Ok(0);
+        }
         Some(JobsCommand::Status) => {
             let answer = ask(Request::Status)?;
             if g.json {
@@ -958,7 +1149,7 @@ pub fn jobs(g: &GlobalArgs, a: &JobsArgs) -> Result<i32> {
             }
             Ok(0)
         }
-        Some(JobsCommand::Run { .. } | JobsCommand::Status) => Ok(0),
+        Some(JobsCommand::Run { .. } | JobsCommand::Status | JobsCommand::Cancel { .. }) => Ok(0),
         Some(JobsCommand::Log { id }) => {
             let lines = state.log_lines(*id, 0).map_err(|e| match e {
                 snapguard_daemon::Error::NoRun(_) => {

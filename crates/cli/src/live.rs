@@ -35,7 +35,7 @@ pub enum LiveCommand {
     /// Show the live sessions (of one configuration, or all).
     Status(StatusArgs),
     /// End a session and drop every change made in it; the snapshot stays.
-    Discard(ConfigArg),
+    Discard(DiscardArgs),
     /// Turn a session's merged view into a new snapshot, then end the session.
     Commit(CommitArgs),
 }
@@ -70,20 +70,22 @@ pub struct StatusArgs {
     pub config: Option<String>,
 }
 
-/// A configuration name.
+/// `live discard`.
 #[derive(Args, Debug)]
-pub struct ConfigArg {
-    /// The configuration ([local.NAME] in the config file).
+pub struct DiscardArgs {
+    /// The configuration ([local.NAME] in the config file); default: the one whose live
+    /// session is active, when there is exactly one.
     #[arg(id = "config_name", value_name = "CONFIG")]
-    pub config: String,
+    pub config: Option<String>,
 }
 
 /// `live commit`.
 #[derive(Args, Debug)]
 pub struct CommitArgs {
-    /// The configuration ([local.NAME] in the config file).
+    /// The configuration ([local.NAME] in the config file); default: the one whose live
+    /// session is active, when there is exactly one.
     #[arg(id = "config_name", value_name = "CONFIG")]
-    pub config: String,
+    pub config: Option<String>,
     /// The new snapshot's description (default "live mode: commit of snapshot N").
     #[arg(short, long)]
     pub description: Option<String>,
@@ -196,12 +198,49 @@ fn status(g: &GlobalArgs, a: &LiveArgs, s: &StatusArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn discard(g: &GlobalArgs, a: &LiveArgs, c: &ConfigArg) -> Result<i32> {
-    let store = open_store(g, &c.config)?;
+/// The configuration `live discard` or `live commit` (`verb`) works on: the one named, or
+/// else the only one with a recorded session. No session is a failure (1); several are a
+/// usage error (2) that names them.
+fn session_config(a: &LiveArgs, config: Option<&str>, verb: &str) -> Result<String> {
+    if let Some(c) = config {
+        return Ok(c.to_string());
+    }
+    let sessions = live::status(&a.run_dir, None)?;
+    match sessions.as_slice() {
+        [] => Err(anyhow::anyhow!(
+            "there is no live session to {verb} (none is recorded in {}); start one with \
+             'snapguard live start CONFIG'{}",
+            a.run_dir.display(),
+            if verb == "discard" {
+                ", or name the configuration ('snapguard live discard CONFIG') to remove its \
+                 stale live-mode locks"
+            } else {
+                ""
+            }
+        )),
+        [one] => Ok(one.session.config.clone()),
+        many => {
+            let names: Vec<String> = many
+                .iter()
+                .map(|s| format!("{} (snapshot {})", s.session.config, s.session.lower))
+                .collect();
+            Err(usage!(
+                "{} live sessions are active: {}; say which one to {verb}: 'snapguard live \
+                 {verb} CONFIG'",
+                many.len(),
+                names.join(", ")
+            ))
+        }
+    }
+}
+
+fn discard(g: &GlobalArgs, a: &LiveArgs, c: &DiscardArgs) -> Result<i32> {
+    let config = session_config(a, c.config.as_deref(), "discard")?;
+    let store = open_store(g, &config)?;
     let r = live::discard(&store, &a.run_dir)?;
     if g.json {
         return print_json(&json!({
-            "config": c.config,
+            "config": config,
             "session": r.session.as_ref().map(session_json),
             "stale_locks_removed": r.stale_locks_removed,
         }));
@@ -222,11 +261,12 @@ fn discard(g: &GlobalArgs, a: &LiveArgs, c: &ConfigArg) -> Result<i32> {
 }
 
 fn commit(g: &GlobalArgs, a: &LiveArgs, c: &CommitArgs) -> Result<i32> {
-    let store = open_store(g, &c.config)?;
+    let config = session_config(a, c.config.as_deref(), "commit")?;
+    let store = open_store(g, &config)?;
     let r = live::commit(&store, &a.run_dir, c.description.as_deref())?;
     if g.json {
         return print_json(&json!({
-            "config": c.config,
+            "config": config,
             "session": session_json(&r.session),
             "snapshot": snapshot_json(&r.snapshot, None),
             "changes": r.changes,
@@ -236,7 +276,7 @@ fn commit(g: &GlobalArgs, a: &LiveArgs, c: &CommitArgs) -> Result<i32> {
     println!(
         "committed the live session of {} on snapshot {} as snapshot {} ({} created, {} \
          replaced, {} deleted, {} directories created, {} renamed directories)",
-        c.config,
+        config,
         r.session.lower,
         r.snapshot.number,
         ch.created,

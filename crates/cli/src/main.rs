@@ -25,6 +25,7 @@ mod secrets;
 mod send;
 mod transfer;
 mod user;
+mod web;
 
 use args::{Cli, Command};
 use clap::Parser;

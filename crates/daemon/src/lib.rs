@@ -5,7 +5,8 @@
 //!   so they can be added later without changing the accounts table;
 //! - jobs and their runs ([`runs`]): when each configured job was first seen and last started
 //!   (what the scheduler's catch-up needs after a restart), every run with its trigger, result
-//!   and summary, and its task log line by line.
+//!   and summary, and its task log line by line;
+//! - web sessions ([`sessions`]): only a hash of each session token is stored.
 //!
 //! SQLite (compiled in) rather than an embedded key-value store because the CLI reads the same
 //! history while the daemon writes it (`snapguard jobs`), and adds accounts while it runs:
@@ -15,6 +16,7 @@
 
 pub mod runs;
 pub mod scheduler;
+pub mod sessions;
 pub mod users;
 
 use rusqlite::Connection;
@@ -97,6 +99,16 @@ CREATE TABLE IF NOT EXISTS run_log (
     line TEXT NOT NULL,
     PRIMARY KEY (run, seq)
 );
+CREATE TABLE IF NOT EXISTS sessions (
+    token_hash TEXT PRIMARY KEY,
+    user TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+    csrf TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL,
+    expires INTEGER NOT NULL,
+    client TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions (user);
 ";
 
 /// The state directory and its open database.

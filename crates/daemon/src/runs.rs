@@ -73,6 +73,16 @@ pub struct Run {
     pub error: Option<String>,
 }
 
+/// Counts of one job's runs (see [`State::job_stats`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JobStats {
+    pub job: String,
+    /// (status, runs) for each status that occurred.
+    pub counts: Vec<(String, i64)>,
+    /// The end time and duration (seconds) of the last successful run.
+    pub last_success: Option<(i64, i64)>,
+}
+
 /// One line of a run's log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct LogLine {
@@ -275,6 +285,53 @@ impl State {
             .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(|e| self.db(e))?;
         rows.into_iter().map(|r| self.to_run(r)).collect()
+    }
+
+    /// Per job: how many runs ended with each status, and the end and duration of its last
+    /// successful run (for `/metrics`).
+    pub fn job_stats(&self) -> Result<Vec<JobStats>> {
+        let mut out: std::collections::BTreeMap<String, JobStats> = Default::default();
+        let mut st = self
+            .conn()
+            .prepare("SELECT job, status, COUNT(*) FROM runs GROUP BY job, status")
+            .map_err(|e| self.db(e))?;
+        let rows = st
+            .query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+            })
+            .map_err(|e| self.db(e))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.db(e))?;
+        for (job, status, n) in rows {
+            let e = out.entry(job.clone()).or_insert_with(|| JobStats {
+                job,
+                ..Default::default()
+            });
+            e.counts.push((status, n));
+        }
+        let mut st = self
+            .conn()
+            .prepare(
+                "SELECT job, ended, ended - started FROM runs r WHERE status = 'succeeded'
+                 AND id = (SELECT id FROM runs WHERE job = r.job AND status = 'succeeded'
+                           ORDER BY ended DESC, id DESC LIMIT 1)",
+            )
+            .map_err(|e| self.db(e))?;
+        let rows = st
+            .query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+            })
+            .map_err(|e| self.db(e))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.db(e))?;
+        for (job, ended, duration) in rows {
+            let e = out.entry(job.clone()).or_insert_with(|| JobStats {
+                job,
+                ..Default::default()
+            });
+            e.last_success = Some((ended, duration));
+        }
+        Ok(out.into_values().collect())
     }
 
     fn to_run(&self, r: RunRow) -> Result<Run> {

@@ -177,6 +177,8 @@ impl State {
         if n == 0 {
             return Err(Error::NoUser(name.to_owned()));
         }
+        // A new password ends every session of the old one.
+        self.end_sessions_of(name)?;
         Ok(())
     }
 
@@ -232,6 +234,9 @@ impl State {
             .map_err(|e| self.db(e))?;
         if n == 0 {
             return Err(Error::NoUser(name.to_owned()));
+        }
+        if disabled {
+            self.end_sessions_of(name)?;
         }
         Ok(())
     }

@@ -18,6 +18,7 @@ pub mod forget;
 pub mod fsmeta;
 pub mod import;
 pub mod index;
+pub mod json;
 pub mod lock;
 pub mod metacache;
 pub mod object_lock;

@@ -63,6 +63,11 @@ impl MetaCache {
         }
     }
 
+    /// The same cache for another session (its warning state starts afresh).
+    pub fn reopen(&self) -> MetaCache {
+        MetaCache::new(self.dir.clone(), self.trees)
+    }
+
     /// The directory of cached whole files of type `t`, if that type is cached.
     fn object_dir(&self, t: FileType) -> Option<PathBuf> {
         match t {

@@ -396,6 +396,24 @@ impl Repository {
         Ok(Repository::assemble(backend, crypt, config, header, slot))
     }
 
+    /// Another handle on this unlocked repository, as a new session: the same keys, backend
+    /// and cache settings, but no index and no lock. A long-running process (the daemon's web
+    /// API) unlocks once and takes a session per request, which then locks and loads the index
+    /// like any command, so a prune between requests is never missed.
+    pub fn session(&self) -> Repository {
+        let mut r = Repository::assemble(
+            self.backend.clone(),
+            self.crypt.clone(),
+            self.config.clone(),
+            self.header.clone(),
+            self.slot,
+        );
+        r.cache_dir = self.cache_dir.clone();
+        r.meta_cache = self.meta_cache.as_ref().map(|m| m.reopen());
+        r.read_parallelism = self.read_parallelism;
+        r
+    }
+
     /// A shared handle on the backend (for worker threads).
     pub fn backend_arc(&self) -> Arc<dyn Backend> {
         self.backend.clone()

@@ -7,7 +7,8 @@
 //! check catches the live walk's inconsistency, so it can fail), nested subvolumes are read
 //! through snapshots of their own while read-only ones (snapshots) are not descended into, the
 //! temporary snapshots disappear (also those of a killed backup), and change detection by btrfs
-//! generation reuses unchanged entries without missing any kind of change.
+//! generation reuses unchanged entries without missing any kind of change; a directory inside
+//! a subvolume is read from a snapshot of that subvolume too.
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -597,4 +598,123 @@ fn mount_points_inside_a_subvolume_are_read_live() {
     let ls = sg.run(["ls", &b.id]).expect_code(0).stdout_str();
     assert!(ls.lines().any(|l| l == mp.display().to_string()), "{ls}");
     assert!(!ls.contains(&format!("{}/", mp.display())), "{ls}");
+}
+
+/// A backup path that is a directory inside a subvolume, not its root: the backup still reads a
+/// read-only snapshot of the subvolume holding it (recorded in `source.btrfs`, removed
+/// afterwards), records and restores only that directory, bit-exact, under its live path, and
+/// the next backup takes unchanged directories whole by btrfs generation.
+#[test]
+fn a_directory_inside_a_subvolume_is_read_from_a_snapshot() {
+    let Some(fs) = try_new(512) else { return };
+    let ws = Ws::new();
+    let data = subvolume(&fs, "data");
+    fs::write(data.join("outside"), b"beside the backed-up directory").expect("write");
+    let dir = data.join("srv/app");
+    let mut fx = Fixture::new(&dir);
+    varied::build(&mut fx);
+    for d in 0..12 {
+        fx.file(
+            format!("plain/d{d:02}/f"),
+            format!("plain {d}\n").as_bytes(),
+        );
+    }
+    let built = fx.finish();
+    let data_uuid = snapguard_btrfs::subvolume_info(&data)
+        .expect("subvolume info")
+        .uuid
+        .to_string();
+
+    let sg = Sg::init(&ws, None);
+    let b = sg.backup(&[&dir], &[]);
+    assert_eq!(b.json["errors"], serde_json::json!([]), "{}", b.out);
+    // The subvolume holding the directory was snapshotted and read.
+    assert_eq!(
+        b.json["btrfs_snapshots"],
+        serde_json::json!([data.display().to_string()]),
+        "{}",
+        b.out
+    );
+    // The temporary snapshot is gone, and so is the top-level mount it was made in.
+    assert_eq!(subvolumes(&fs), vec!["data".to_string()]);
+    let mounts = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(
+        !mounts
+            .lines()
+            .any(|l| l.contains("backup-top.") && l.contains(&format!(" {} ", fs.device()))),
+        "a top-level mount was left:\n{mounts}"
+    );
+
+    let snaps = sg.run(["--json", "snapshots"]).expect_code(0).json();
+    let snap = snaps
+        .as_array()
+        .expect("snapshot list")
+        .iter()
+        .find(|v| v["id"] == b.id.as_str())
+        .unwrap_or_else(|| panic!("{} not listed: {snaps}", b.id))
+        .clone();
+    assert_eq!(
+        snap["paths"],
+        serde_json::json!([dir.display().to_string()]),
+        "{snap}"
+    );
+    let origins = snap["source"]["btrfs"].as_array().expect("source.btrfs");
+    assert_eq!(origins.len(), 1, "{snap}");
+    let origin = &origins[0];
+    assert_eq!(origin["subvolume"], data.display().to_string(), "{snap}");
+    assert_eq!(origin["subvolume_uuid"], data_uuid.as_str(), "{snap}");
+    let read_uuid = origin["snapshot_uuid"].as_str().expect("snapshot_uuid");
+    assert_ne!(
+        read_uuid, data_uuid,
+        "the live subvolume was read, not a snapshot"
+    );
+    assert!(origin["generation"].as_u64().unwrap_or(0) > 0, "{snap}");
+    assert_eq!(origin["local_snapshot"], Value::Null, "{snap}");
+    let fsid = Command::new("btrfs")
+        .args(["filesystem", "show"])
+        .arg(fs.mnt())
+        .output()
+        .expect("btrfs filesystem show");
+    let fsid = String::from_utf8_lossy(&fsid.stdout);
+    assert!(
+        fsid.contains(origin["filesystem_uuid"].as_str().unwrap_or("?")),
+        "{snap}\n{fsid}"
+    );
+
+    // Only the directory, under its live path; nothing beside it, no snapshot path.
+    let ls = sg.run(["ls", &b.id]).expect_code(0).stdout_str();
+    assert!(
+        ls.lines()
+            .any(|l| l == dir.join("plain/d00/f").display().to_string()),
+        "{ls}"
+    );
+    assert!(!ls.contains("outside"), "{ls}");
+    assert!(!ls.contains(".snapguard-backup"), "{ls}");
+    let restored = restore_scan(&sg, &ws, &b.id, &dir, "r1");
+    assert_same(
+        &built.tree,
+        &restored,
+        &Opts::default(),
+        "directory inside a subvolume, read from a snapshot",
+    );
+
+    // A change, then the next backup: unchanged directories are taken by generation, which
+    // needs the parent's snapshot generation; the change is in.
+    fs::write(dir.join("plain/d03/f"), b"changed after the first backup").expect("write");
+    let expected = Tree::scan(&dir);
+    let b2 = sg.backup(&[&dir], &[]);
+    assert_eq!(
+        b2.json["btrfs_snapshots"],
+        serde_json::json!([data.display().to_string()])
+    );
+    let reused = b2.json["unchanged_by_generation"].as_u64().unwrap_or(0);
+    assert!(reused >= 10, "only {reused} entries reused\n{}", b2.out);
+    let restored = restore_scan(&sg, &ws, &b2.id, &dir, "r2");
+    assert_same(
+        &expected,
+        &restored,
+        &opts(),
+        "second backup of the directory",
+    );
+    assert_eq!(subvolumes(&fs), vec!["data".to_string()]);
 }

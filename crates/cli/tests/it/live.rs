@@ -7,7 +7,9 @@
 //! created, modified, deleted, renamed, directories renamed, attributes changed) into a new
 //! snapshot equal to a `cp -a` of the merged view; `live discard` leaves the snapshot and the
 //! subvolume exactly as before and nothing mounted; a commit killed with `kill -9` never
-//! leaves a snapshot listed as complete, and the next commit succeeds.
+//! leaves a snapshot listed as complete, and the next commit succeeds; without CONFIG,
+//! `live discard` and `live commit` use the one active session, fail with none and name the
+//! sessions (exit 2) with several.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -395,4 +397,115 @@ findmnt -n -o OPTIONS "$T/run/live/rw" 2>/dev/null || true
         fs::read(data.join("f")).expect("read"),
         b"from the snapshot\n"
     );
+}
+
+/// `live discard` and `live commit` without CONFIG work on the one active session; with none
+/// they fail (1), with several they name them and ask for CONFIG (2) and change nothing. The
+/// `--json` of `live start` and `live discard` describe the session.
+#[test]
+fn discard_and_commit_without_config() {
+    let Some(env) = Env::new() else { return };
+    let other = env.lfs.mnt().join("other");
+    snapguard_btrfs::create_subvolume(&other).expect("subvolume");
+    fs::write(other.join("g"), b"other\n").expect("write");
+    env.write_config(&format!(
+        "[local.other]\nsubvolume = \"{}\"\n",
+        other.to_str().expect("utf-8")
+    ));
+
+    // Nothing active.
+    for verb in ["discard", "commit"] {
+        let out = env.run(&["live", verb]);
+        out.expect_code(1);
+        let err = out.stderr_str();
+        assert!(
+            err.contains(&format!("there is no live session to {verb}"))
+                && err.contains("snapguard live start CONFIG"),
+            "{out}"
+        );
+    }
+
+    // --json of start: the session record.
+    let out = env.ok(&["--json", "live", "start", "data", "--size", "64M"]);
+    let j = out.json();
+    assert_eq!(j["config"], "data", "{out}");
+    assert_eq!(j["lower"], 1);
+    assert_eq!(j["lower_created"], true);
+    assert_eq!(
+        j["lower_path"],
+        env.snapshot_path(1).to_str().expect("utf-8")
+    );
+    let mp = PathBuf::from(j["mountpoint"].as_str().expect("mountpoint"));
+    assert_eq!(mp, env.run_dir.join("data/merged"));
+    assert_eq!(j["upper"]["kind"], "tmpfs");
+    assert_eq!(j["upper"]["size"], "64M");
+    assert_eq!(
+        j["state_file"],
+        env.run_dir.join("data.json").to_str().expect("utf-8")
+    );
+    assert!(local::mounts_below(&env.run_dir).contains(&mp.to_str().expect("utf-8").to_string()));
+    assert_eq!(env.list()[0]["description"], "live mode");
+
+    // The only session: commit without CONFIG is data's.
+    fs::write(mp.join("made-live"), b"committed without a name\n").expect("write");
+    let out = env.ok(&["live", "commit", "-d", "no config given"]);
+    assert!(
+        out.stdout_str()
+            .contains("committed the live session of data on snapshot 1 as snapshot 2"),
+        "{out}"
+    );
+    assert_eq!(env.numbers(), vec![1, 2]);
+    assert_eq!(
+        fs::read(env.snapshot_path(2).join("made-live")).expect("committed file"),
+        b"committed without a name\n"
+    );
+    assert!(local::mounts_below(&env.run_dir).is_empty());
+
+    // Two sessions: both commands refuse without CONFIG, naming them, and change nothing.
+    let mp_data = PathBuf::from(env.ok(&["live", "start", "data", "2"]).stdout_str().trim());
+    let mp_other = PathBuf::from(env.ok(&["live", "start", "other"]).stdout_str().trim());
+    fs::write(mp_data.join("scratch"), b"x").expect("write");
+    for verb in ["discard", "commit"] {
+        let out = env.run(&["live", verb]);
+        out.expect_code(2);
+        let err = out.stderr_str();
+        for want in [
+            "2 live sessions are active",
+            "data (snapshot 2)",
+            "other (snapshot 1)",
+            &format!("snapguard live {verb} CONFIG"),
+        ] {
+            assert!(err.contains(want), "{want:?} missing\n{out}");
+        }
+    }
+    let st = env.ok(&["--json", "live", "status"]).json();
+    assert_eq!(st.as_array().map(Vec::len), Some(2), "{st}");
+    assert!(st
+        .as_array()
+        .expect("array")
+        .iter()
+        .all(|s| s["mounted"] == true));
+    assert_eq!(env.numbers(), vec![1, 2]);
+
+    // --json of discard with CONFIG, then the last one without.
+    let out = env.ok(&["--json", "live", "discard", "other"]);
+    let j = out.json();
+    assert_eq!(j["config"], "other", "{out}");
+    assert_eq!(j["session"]["config"], "other");
+    assert_eq!(j["session"]["lower"], 1);
+    assert_eq!(
+        j["session"]["mountpoint"],
+        mp_other.to_str().expect("utf-8")
+    );
+    assert_eq!(j["stale_locks_removed"], serde_json::json!([]));
+    let out = env.ok(&["--json", "live", "discard"]);
+    let j = out.json();
+    assert_eq!(j["config"], "data", "{out}");
+    assert_eq!(j["session"]["lower"], 2);
+    assert_eq!(j["session"]["lower_created"], false);
+    assert_eq!(j["session"]["mountpoint"], mp_data.to_str().expect("utf-8"));
+    assert!(local::mounts_below(&env.ws.root).is_empty());
+    assert!(!env.snapshot_path(2).join("scratch").exists());
+    assert_eq!(env.numbers(), vec![1, 2]);
+    env.run(&["live", "discard"]).expect_code(1);
 }

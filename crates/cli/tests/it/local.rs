@@ -9,7 +9,9 @@
 //! `.snapshots` and nested subvolumes, or makes a writable copy the default subvolume (seen by
 //! a fresh mount); a mounted snapshot is never deleted; `kill -9` at any point of a create
 //! never shows a half-made snapshot and never reuses a number; a local snapshot is backed up as
-//! the subvolume's path; errors name the config, number and path with the right exit code.
+//! the subvolume's path; errors name the config, number and path with the right exit code;
+//! with less free space than `free_limit`, cleanup deletes (reason free-space) one snapshot per
+//! measurement until the limit holds or nothing deletable is left.
 
 // Test code: a panic with the failing value is the failure report.
 #![allow(clippy::unwrap_used)]
@@ -313,6 +315,57 @@ fn create_list_diff_undo_delete() {
     expect_err(&gone, 15, &["config data", "no snapshot 1", ".snapshots"]);
     // Numbers are never reused.
     assert_eq!(env.create(&[]), 4);
+
+    // --json of create (single, pre, post) and delete.
+    let create_json = |args: &[&str]| -> Value {
+        let mut a = vec!["--json", "local", "create", "data"];
+        a.extend(args);
+        let out = env.run(&a);
+        out.expect_code(0);
+        let j = out.json();
+        assert_eq!(j["config"], "data", "{out}");
+        j["snapshot"].clone()
+    };
+    let data_uuid = snapguard_btrfs::subvolume_info(d).unwrap().uuid.to_string();
+    let single = create_json(&["-d", "as json", "--tag", "t1", "--cleanup", "number"]);
+    assert_eq!(single["number"], 5, "{single}");
+    assert_eq!(single["type"], "single");
+    assert_eq!(single["pre_number"], Value::Null);
+    assert_eq!(single["description"], "as json");
+    assert_eq!(single["tags"], serde_json::json!(["t1"]));
+    assert_eq!(single["cleanup"], "number");
+    assert_eq!(single["writable"], false);
+    assert_eq!(single["source_uuid"], data_uuid.as_str());
+    assert_eq!(single["path"], s(&env.snapshot_path(5)));
+    assert_eq!(
+        single["uuid"],
+        snapguard_btrfs::subvolume_info(&env.snapshot_path(5))
+            .unwrap()
+            .uuid
+            .to_string()
+    );
+    assert!(snapguard_btrfs::is_readonly(&env.snapshot_path(5)).unwrap());
+    let listed = env.list();
+    assert_eq!(listed.last().unwrap()["uuid"], single["uuid"]);
+    assert_eq!(listed.last().unwrap()["time"], single["time"]);
+    let pre = create_json(&["--pre", "-d", "change"]);
+    assert_eq!(
+        (pre["number"].clone(), pre["type"].clone()),
+        (6.into(), "pre".into())
+    );
+    let post = create_json(&["--post", "6", "-d", "change"]);
+    assert_eq!(post["number"], 7);
+    assert_eq!(post["type"], "post");
+    assert_eq!(post["pre_number"], 6);
+    let del = env.run(&["--json", "local", "delete", "data", "4-5", "6", "7"]);
+    del.expect_code(0);
+    assert_eq!(
+        del.json(),
+        serde_json::json!({"config": "data", "deleted": [4, 5, 6, 7]}),
+        "{del}"
+    );
+    assert!(env.numbers().is_empty());
+    assert!(!d.join(".snapshots/5").exists());
 }
 
 /// Timeline and number snapshots with controlled times (the hidden `--time`), a retention
@@ -424,6 +477,7 @@ fn apt_hook_takes_pre_post_pairs() {
     let none = env.run(&["local", "install-apt-hook", "--dir", s(&dir)]);
     expect_err(&none, 2, &["subvolume = \"/\"", "--config-name"]);
     let out = env.run(&[
+        "--json",
         "local",
         "install-apt-hook",
         "--dir",
@@ -434,6 +488,16 @@ fn apt_hook_takes_pre_post_pairs() {
         "data",
     ]);
     out.expect_code(0);
+    // The JSON names the files written (used below as installed).
+    assert_eq!(
+        out.json(),
+        serde_json::json!({
+            "apt_conf": s(&dir.join("80snapguard")),
+            "hook": s(&hook),
+            "configs": ["data"],
+        }),
+        "{out}"
+    );
     let conf = fs::read_to_string(dir.join("80snapguard")).unwrap();
     let command = |key: &str| -> String {
         let line = conf
@@ -947,4 +1011,127 @@ fn quotas_give_sizes_and_space_aware_cleanup() {
     let out = env.run(&["local", "cleanup", "data"]);
     out.expect_code(0);
     assert_eq!(env.numbers(), vec![4], "{out}");
+}
+
+/// The filesystem's size and the bytes available to unprivileged users (what cleanup measures),
+/// after committing it.
+fn fs_space(p: &Path) -> (u64, u64) {
+    btrfs(&["filesystem", "sync", s(p)]);
+    let v = rustix::fs::statvfs(p).unwrap();
+    (v.f_blocks * v.f_frsize, v.f_bavail * v.f_frsize)
+}
+
+/// The numbers and reasons of a cleanup report's deletions.
+fn deletions(report: &Value) -> Vec<(u64, String)> {
+    report["deleted"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no deleted array: {report}"))
+        .iter()
+        .map(|d| {
+            (
+                d["number"].as_u64().unwrap(),
+                d["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Space-aware cleanup by free space (`free_limit`) without quotas, so the size of each
+/// snapshot is unknown: with less free space than the limit, cleanup deletes the number
+/// snapshots that `number_limit`'s lower bound does not keep, lowest first, one per round (reason
+/// free-space), measuring the free space again after each, and stops as soon as the limit
+/// holds; with a limit no deletion can meet it deletes every deletable snapshot and keeps the
+/// rest.
+#[test]
+fn free_limit_cleanup_deletes_until_enough_is_free() {
+    let Some(env) = Env::with(256, "", Vec::new()) else {
+        return;
+    };
+    const BIG: u64 = 16 << 20;
+    // Snapshot 1 (cleanup none) is never deleted; 2 to 5 each hold a 16 MiB file of their own
+    // that the subvolume no longer has.
+    fs::write(env.data.join("small"), b"kept everywhere").unwrap();
+    env.create(&["--cleanup", "none"]);
+    let big = env.data.join("big");
+    for seed in 0..4u64 {
+        fs::write(&big, crate::support::random_bytes(seed, BIG as usize)).unwrap();
+        env.create(&["--cleanup", "number"]);
+        fs::remove_file(&big).unwrap();
+    }
+    let (size, free0) = fs_space(&env.data);
+    // Free space is short by 1.5 files: deleting one snapshot is not enough, two are.
+    let want = free0 + BIG * 3 / 2;
+    let limit = want as f64 / size as f64;
+    let retention = |free_limit: f64| {
+        format!(
+            "[local.data.retention]\nnumber_limit = \"0-10\"\nnumber_min_age = 0\nmin_age = 0\n\
+             space_limit = 1\nfree_limit = {free_limit:.6}\n"
+        )
+    };
+    env.write_config(&retention(limit));
+
+    // The dry run plans one deletion of unknown size and says space is measured again after it.
+    let dry = env
+        .run(&["--json", "local", "cleanup", "data", "--dry-run"])
+        .json();
+    let plan = &dry["plan"];
+    assert_eq!(
+        plan["delete"],
+        serde_json::json!([{"number": 2, "reason": "free-space"}]),
+        "{dry}"
+    );
+    assert_eq!(plan["space"]["free_limit_met"], false, "{dry}");
+    assert_eq!(plan["space"]["remeasure"], true, "{dry}");
+    assert_eq!(env.numbers(), vec![1, 2, 3, 4, 5]);
+
+    let out = env.run(&["--json", "local", "cleanup", "data"]);
+    out.expect_code(0);
+    let report = out.json();
+    assert_eq!(
+        deletions(&report),
+        vec![(2, "free-space".to_string()), (3, "free-space".to_string())],
+        "{out}"
+    );
+    assert_eq!(env.numbers(), vec![1, 4, 5]);
+    // One round per deletion, and a last one that found the limit met.
+    let plans = report["plans"].as_array().unwrap();
+    assert_eq!(plans.len(), 3, "{report}");
+    assert_eq!(plans[1]["space"]["free_limit_met"], false, "{report}");
+    assert_eq!(plans[2]["space"]["free_limit_met"], true, "{report}");
+    assert_eq!(plans[2]["delete"], serde_json::json!([]), "{report}");
+    let (_, free1) = fs_space(&env.data);
+    assert!(
+        free1 >= want,
+        "free {free1} after cleanup, the limit asks for {want}"
+    );
+    assert!(
+        free1 >= free0 + 2 * BIG - (2 << 20),
+        "two 16 MiB snapshots deleted, but only {} bytes freed",
+        free1 - free0
+    );
+
+    // A limit no deletion can meet: every deletable snapshot goes, the cleanup-none one stays,
+    // and it is not an error.
+    env.write_config(&retention(0.99));
+    let out = env.run(&["local", "cleanup", "data"]);
+    out.expect_code(0);
+    let text = out.stdout_str();
+    for n in [4, 5] {
+        assert!(
+            text.contains(&format!("deleted snapshot {n} (free-space)")),
+            "{out}"
+        );
+    }
+    assert_eq!(env.numbers(), vec![1]);
+    let dry = env
+        .run(&["--json", "local", "cleanup", "data", "-n"])
+        .json();
+    assert_eq!(dry["plan"]["delete"], serde_json::json!([]), "{dry}");
+    assert_eq!(dry["plan"]["space"]["free_limit_met"], false, "{dry}");
+    assert_eq!(dry["plan"]["space"]["remeasure"], false, "{dry}");
+    assert_eq!(
+        dry["plan"]["keep"],
+        serde_json::json!([{"number": 1, "reasons": ["no-cleanup"]}]),
+        "{dry}"
+    );
 }

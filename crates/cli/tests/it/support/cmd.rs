@@ -186,6 +186,8 @@ impl Sg {
             .env("SNAPGUARD_PASSWORD", PASSWORD)
             .env("SNAPGUARD_CACHE_DIR", &self.cache)
             .env("SNAPGUARD_CONFIG", &self.config)
+            // Daemons of parallel tests must not share the web server's default port.
+            .env("SNAPGUARD_LISTEN", "127.0.0.1:0")
             .env_remove("SNAPGUARD_PASSWORD_FILE")
             .timeout(TIMEOUT);
         for (k, v) in &self.extra_env {
@@ -294,6 +296,7 @@ impl Sg {
             .env("SNAPGUARD_PASSWORD", PASSWORD)
             .env("SNAPGUARD_CACHE_DIR", &self.cache)
             .env("SNAPGUARD_CONFIG", &self.config)
+            .env("SNAPGUARD_LISTEN", "127.0.0.1:0")
             .env_remove("SNAPGUARD_PASSWORD_FILE");
         for (k, v) in &self.extra_env {
             cmd.env(k, v);

@@ -1,0 +1,77 @@
+//! The repository as the API uses it: unlocked once (the daemon's password or key file), then a
+//! fresh session per request ([`snapguard_engine::Repository::session`]) that takes a shared
+//! lock and, when blobs are read, loads the index, exactly as a CLI command does. A prune
+//! (exclusive lock) therefore never runs under a request, and a request after a prune sees the
+//! repository as it is now.
+
+use crate::ApiError;
+use snapguard_engine::lock::{LockGuard, LockKind, LockOwner};
+use snapguard_engine::Repository;
+use std::sync::Mutex;
+
+/// Unlocks the repository (blocking; may take a second of Argon2id). The daemon configures the
+/// caches on the repository it returns.
+pub type Opener = Box<dyn Fn() -> Result<Repository, String> + Send + Sync>;
+
+/// How requests reach the repository.
+pub struct RepoAccess {
+    opener: Opener,
+    owner: LockOwner,
+    base: Mutex<Option<Repository>>,
+}
+
+/// A request's session: the repository and the lock that keeps it from being pruned.
+pub struct Session {
+    pub repo: Repository,
+    _lock: LockGuard,
+}
+
+impl RepoAccess {
+    pub fn new(opener: Opener, owner: LockOwner) -> RepoAccess {
+        RepoAccess {
+            opener,
+            owner,
+            base: Mutex::new(None),
+        }
+    }
+
+    /// A locked session for `operation`; with `index`, its index is loaded. Blocking.
+    pub fn session(&self, operation: &str, index: bool) -> Result<Session, ApiError> {
+        let mut repo = {
+            let mut base = self
+                .base
+                .lock()
+                .map_err(|_| ApiError::internal("the repository handle is poisoned"))?;
+            if base.is_none() {
+                let r = (self.opener)().map_err(|e| {
+                    ApiError::new(
+                        axum::http::StatusCode::BAD_GATEWAY,
+                        "repository",
+                        format!("cannot open the repository: {e}"),
+                    )
+                })?;
+                *base = Some(r);
+            }
+            match base.as_ref() {
+                Some(b) => b.session(),
+                None => return Err(ApiError::internal("the repository did not open")),
+            }
+        };
+        let lock = repo.lock(LockKind::Shared, operation, &self.owner)?;
+        if index {
+            repo.load_index()?;
+            for e in repo.index_errors() {
+                tracing::warn!("{e}; the blobs it lists are unavailable until 'snapguard repair index' rebuilds it");
+            }
+        }
+        Ok(Session { repo, _lock: lock })
+    }
+
+    /// Forget the unlocked repository (its keys may have changed); the next request opens it
+    /// again.
+    pub fn reset(&self) {
+        if let Ok(mut b) = self.base.lock() {
+            *b = None;
+        }
+    }
+}
