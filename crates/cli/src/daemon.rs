@@ -867,6 +867,9 @@ fn cancel_run(
     Ok(())
 }
 
+/// Starts a job now, returning its run id.
+type StartJob<'a> = dyn FnMut(&str, &mut BTreeMap<String, Running>) -> Result<i64> + 'a;
+
 /// The answer to a web API request (permissions were checked by the API).
 fn web_answer(
     request: crate::web::WebRequest,
@@ -874,7 +877,7 @@ fn web_answer(
     scheduler: &mut Scheduler<chrono::Local>,
     state: &State,
     running: &mut BTreeMap<String, Running>,
-    start: &mut dyn FnMut(&str, &mut BTreeMap<String, Running>) -> Result<i64>,
+    start: &mut StartJob<'_>,
 ) -> Result<serde_json::Value, snapguard_web::ApiError> {
     use crate::web::{JobRow, WebRequest};
     use snapguard_web::ApiError;
@@ -884,12 +887,13 @@ fn web_answer(
             let rows: Vec<JobRow> = jobs
                 .iter()
                 .map(|(name, j)| {
-                    let times = state
-                        .job_times(name, t)
-                        .unwrap_or(snapguard_daemon::runs::JobTimes {
-                            first_seen: t,
-                            last_start: Some(t),
-                        });
+                    let times =
+                        state
+                            .job_times(name, t)
+                            .unwrap_or(snapguard_daemon::runs::JobTimes {
+                                first_seen: t,
+                                last_start: Some(t),
+                            });
                     let from = times.last_start.unwrap_or(times.first_seen);
                     JobRow {
                         name: name.clone(),

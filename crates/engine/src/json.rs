@@ -178,4 +178,3 @@ pub fn view_json(v: &crate::annotate::SnapshotView) -> Value {
     j["locked_until"] = json!(v.lock_until.map(rfc3339));
     j
 }
-

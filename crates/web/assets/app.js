@@ -28,11 +28,7 @@ function applyTheme() {
   const theme = currentTheme();
   document.documentElement.setAttribute('data-theme', theme);
   const btn = document.getElementById('theme-toggle');
-  if (btn) {
-    btn.setAttribute('aria-pressed', theme === 'dark' ? 'true' : 'false');
-    const label = btn.querySelector('.theme-label');
-    if (label) label.textContent = 'Dark mode';
-  }
+  if (btn) btn.setAttribute('aria-pressed', theme === 'dark' ? 'true' : 'false');
 }
 
 applyTheme();
@@ -353,6 +349,7 @@ async function onLogin(ev) {
     session = await api('POST', '/session', { username, password });
     $('#password').value = '';
     showApp();
+    routedBefore = true;
     status(`Logged in as ${session.username}.`, 'ok');
     route();
   } catch (e) {
@@ -385,6 +382,9 @@ async function onLogout() {
 // ---------------------------------------------------------------------------------------
 let cleanups = [];
 let routeSeq = 0;
+// The first page after loading keeps the browser's focus order (skip link first); later
+// navigations move focus to the new page's heading.
+let routedBefore = false;
 
 function onCleanup(f) {
   cleanups.push(f);
@@ -452,11 +452,12 @@ async function route() {
   // reader users) unless something inside the page already has it.
   const h1 = root.querySelector('h1');
   const active = document.activeElement;
-  if (h1 && (!active || active === document.body || $('#nav').contains(active))) {
+  if (h1 && routedBefore && (!active || active === document.body || $('#nav').contains(active))) {
     h1.setAttribute('tabindex', '-1');
     h1.focus({ preventScroll: true });
   }
-  if (root.focusAfter) root.focusAfter();
+  if (root.focusAfter && routedBefore) root.focusAfter();
+  routedBefore = true;
 }
 
 function navigate(hash) {
@@ -808,7 +809,7 @@ async function renderDashboard(root) {
   if (runs.status === 'fulfilled') {
     const failed = runs.value.filter((r) => r.status === 'failed' || r.status === 'interrupted');
     const running = runs.value.filter((r) => r.status === 'running').length;
-    const sub = el('span', null, `of the last ${runs.value.length} runs`,
+    const sub = el('span', null, runs.value.length ? `of the last ${runs.value.length} runs` : 'no runs yet',
       running ? `, ${running} running` : '');
     if (failed.length) {
       sub.append(el('br'), 'latest: ', el('a', { href: hashFor('jobs', [String(failed[0].id)]) },
@@ -869,7 +870,7 @@ function previousSnapshot(all, s) {
 }
 
 function lockCell(s) {
-  if (!s.locked_until) return badge('unlocked', 'unlocked');
+  if (!s.locked_until) return el('span', { class: 'muted', title: 'not locked' }, '—', el('span', { class: 'visually-hidden' }, 'not locked'));
   const forever = s.locked_until === 'forever';
   const b = badge(isLocked(s) ? 'locked' : 'lock expired', isLocked(s) ? 'locked' : 'unlocked');
   return el('span', null, b, el('br'), el('small', { class: 'muted' }, forever ? 'forever' : `until ${fmtTime(s.locked_until)}`));
@@ -1044,7 +1045,18 @@ async function renderDiff(root, args, params) {
 // ---------------------------------------------------------------------------------------
 // Browse a snapshot
 // ---------------------------------------------------------------------------------------
-const TYPE_ICONS = { dir: '📁', file: '📄', symlink: '↪', fifo: '|', chardev: 'c', blockdev: 'b' };
+/** A small SVG icon for an entry type (no icon font, no emoji: they are not everywhere). */
+const TYPE_ICON_PATHS = {
+  dir: 'M1.5 3.5h5l1.5 1.5h6.5v8h-13z',
+  file: 'M3.5 1.5h6l3 3v10h-9z M9.5 1.5v3h3',
+  symlink: 'M3.5 1.5h6l3 3v10h-9z M5.5 11l4-4 M6.5 7h3v3',
+};
+
+function typeIcon(type) {
+  const d = TYPE_ICON_PATHS[type] || 'M4 4h8v8h-8z';
+  return svgEl('svg', { class: `type-icon ${type}`, viewBox: '0 0 16 16', width: '16', height: '16', 'aria-hidden': 'true', focusable: 'false' },
+    svgEl('path', { d }));
+}
 
 function breadcrumbs(snap, path) {
   const ol = el('ol');
@@ -1094,10 +1106,10 @@ async function fetchText(snapId, path) {
   return res.text();
 }
 
-function downloadLinks(snapId, path, isDir) {
+function downloadLinks(snapId, path, isDir, small) {
   if (!can('operator')) return [];
   if (!isDir) {
-    return [el('a', { class: 'btn', href: fileUrl(snapId, path), download: baseName(path), 'data-action': 'download' }, 'Download')];
+    return [el('a', { class: small ? 'btn btn-small' : 'btn', href: fileUrl(snapId, path), download: baseName(path), 'data-action': 'download' }, 'Download')];
   }
   const name = path === '/' ? 'snapshot' : baseName(path);
   return [
@@ -1152,14 +1164,14 @@ async function renderBrowse(root, args, params) {
         } }, n.name);
     }
     return el('tr', { 'data-path': p },
-      el('td', null, el('span', { class: 'type-icon', 'aria-hidden': 'true' }, TYPE_ICONS[n.type] || '?'), nameCell,
+      el('td', null, typeIcon(n.type), nameCell,
         n.type === 'symlink' && n.link_target ? el('span', { class: 'muted' }, ` → ${n.link_target}`) : null),
       el('td', null, n.type),
       el('td', { class: 'num' }, n.type === 'file' ? fmtBytes(n.size) : ''),
       el('td', { class: 'nowrap' }, timeEl(n.mtime)),
       el('td', null, el('code', null, n.permissions || '')),
       el('td', null, el('div', { class: 'actions' },
-        n.type === 'file' ? downloadLinks(snap.id, p, false) : null,
+        n.type === 'file' ? downloadLinks(snap.id, p, false, true) : null,
         n.type === 'dir' ? null : el('a', { class: 'btn btn-small', href: hashFor('timemachine', [], { path: p }) }, 'History'))));
   });
   root.append(entries.length
@@ -1198,9 +1210,15 @@ function filePanel(snap, n, restore) {
 // ---------------------------------------------------------------------------------------
 /** Line diff of two texts (LCS on lines, common prefix and suffix trimmed first). Returns
  *  [{op: ' '|'+'|'-', line}] or null when too large. */
+function splitLines(t) {
+  const lines = t.split('\n');
+  if (lines.length > 1 && lines[lines.length - 1] === '') lines.pop();
+  return lines;
+}
+
 function lineDiff(a, b, cap) {
-  const A = a.split('\n');
-  const B = b.split('\n');
+  const A = splitLines(a);
+  const B = splitLines(b);
   let pre = 0;
   while (pre < A.length && pre < B.length && A[pre] === B[pre]) pre++;
   let suf = 0;
@@ -1494,12 +1512,12 @@ async function renderRun(root, id, current) {
 
   const draw = () => {
     clear(heading).append(`Run #${run.id} · ${run.job} `, badge(run.status));
-    clear(info).append(
+    append(clear(info), [
       el('dt', null, 'Trigger'), el('dd', null, run.trigger || '—'),
       el('dt', null, 'Started'), el('dd', null, timeEl(run.started, true)),
       el('dt', null, 'Ended'), el('dd', null, run.ended ? timeEl(run.ended, true) : '—'),
       el('dt', null, 'Duration'), el('dd', null, runDuration(run)),
-      run.error ? [el('dt', null, 'Error'), el('dd', { class: 'error-msg' }, run.error)] : null);
+      run.error ? [el('dt', null, 'Error'), el('dd', { class: 'error-msg' }, run.error)] : null]);
     clear(actions);
     if (run.status === 'running' && can('admin')) {
       actions.append(el('button', { type: 'button', id: 'run-cancel', class: 'btn btn-danger', 'data-action': 'cancel',
@@ -1517,7 +1535,7 @@ async function renderRun(root, id, current) {
     }
     clear(summary);
     if (run.summary && typeof run.summary === 'object') {
-      summary.append(el('h2', null, 'Summary'), settingsList(run.summary));
+      summary.append(el('h2', null, 'Summary'), settingsList(run.summary, summaryText));
     }
   };
   draw();
@@ -1572,17 +1590,26 @@ function scalarText(v) {
   return JSON.stringify(v);
 }
 
-function settingsList(obj) {
+/** Values of run summaries read better with units: *bytes* as sizes, *_ms as durations. */
+function summaryText(k, v) {
+  if (typeof v === 'number' && /bytes/.test(k)) return `${fmtBytes(v)}${v >= 1024 ? ` (${v})` : ''}`;
+  if (typeof v === 'number' && /_ms$/.test(k)) return fmtDuration(v);
+  return scalarText(v);
+}
+
+/** A nested read-only definition list of a JSON object. */
+function settingsList(obj, fmt) {
+  const text = fmt || ((k, v) => scalarText(v));
   const dl = el('dl', { class: 'settings-dl' });
   for (const [k, v] of Object.entries(obj)) {
     dl.append(el('dt', null, k));
     if (v && typeof v === 'object' && !Array.isArray(v)) {
-      dl.append(el('dd', null, Object.keys(v).length ? settingsList(v) : '{}'));
+      dl.append(el('dd', null, Object.keys(v).length ? settingsList(v, fmt) : '{}'));
     } else if (Array.isArray(v)) {
       if (v.every((x) => x === null || typeof x !== 'object')) dl.append(el('dd', null, v.length ? v.map(scalarText).join(', ') : '[]'));
-      else dl.append(el('dd', null, v.map((x) => (x && typeof x === 'object' ? settingsList(x) : el('div', null, scalarText(x))))));
+      else dl.append(el('dd', null, v.map((x) => (x && typeof x === 'object' ? el('div', { class: 'settings-item' }, settingsList(x, fmt)) : el('div', null, scalarText(x))))));
     } else {
-      dl.append(el('dd', null, scalarText(v)));
+      dl.append(el('dd', null, text(k, v)));
     }
   }
   return dl;
@@ -1602,9 +1629,19 @@ async function renderSettings(root) {
   }
   root.append(el('p', { class: 'muted' }, 'The daemon\'s configuration (read-only; secrets are left out). Change it in the configuration file.'));
   if (s && typeof s === 'object' && !Array.isArray(s)) {
+    const section = (title, body) => el('section', { class: 'card settings-section', 'aria-label': title },
+      el('h2', { class: 'card-title' }, title), body);
+    // Plain values first, then one card per table; a list of tables gets one card per item.
+    const plain = Object.fromEntries(Object.entries(s).filter(([, v]) => v === null || typeof v !== 'object' ||
+      (Array.isArray(v) && v.every((x) => x === null || typeof x !== 'object'))));
+    if (Object.keys(plain).length) root.append(section('General', settingsList(plain)));
     for (const [k, v] of Object.entries(s)) {
-      root.append(el('section', { class: 'card settings-section', 'aria-label': k }, el('h2', { class: 'card-title' }, `[${k}]`),
-        v && typeof v === 'object' && !Array.isArray(v) ? settingsList(v) : settingsList({ [k]: v })));
+      if (k in plain) continue;
+      if (Array.isArray(v)) {
+        v.forEach((item, i) => root.append(section(`[${k}.${(item && item.name) || i + 1}]`, settingsList(item))));
+      } else {
+        root.append(section(`[${k}]`, settingsList(v)));
+      }
     }
   }
   root.append(el('details', null, el('summary', null, 'Raw JSON'),
@@ -1617,16 +1654,12 @@ async function renderSettings(root) {
 async function start() {
   applyTheme();
   $('#theme-toggle').addEventListener('click', () => {
-    const next = currentTheme() === 'dark' ? 'light' : 'dark';
+    const next = document.documentElement.getAttribute('data-theme') === 'dark' ? 'light' : 'dark';
     try {
       localStorage.setItem(THEME_KEY, next);
-    } catch (_) { /* private mode: only for this page */ }
+    } catch (_) { /* storage refused: the choice lasts for this page only */ }
     document.documentElement.setAttribute('data-theme', next);
-    applyTheme();
-    if (!storedTheme()) {
-      document.documentElement.setAttribute('data-theme', next);
-      $('#theme-toggle').setAttribute('aria-pressed', next === 'dark' ? 'true' : 'false');
-    }
+    $('#theme-toggle').setAttribute('aria-pressed', next === 'dark' ? 'true' : 'false');
   });
   $('#login-form').addEventListener('submit', onLogin);
   $('#logout').addEventListener('click', onLogout);

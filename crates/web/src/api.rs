@@ -11,11 +11,11 @@ use axum::response::Response;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use snapguard_backend::FileType;
 use snapguard_daemon::users::Role;
 use snapguard_engine::annotate::{self, AnnotationChange, SnapshotView};
 use snapguard_engine::json::{node_json, rfc3339, view_json};
 use snapguard_engine::Repository;
-use snapguard_backend::FileType;
 use snapguard_format::{NodeKind, Timestamp};
 use std::collections::BTreeMap;
 use utoipa_axum::router::OpenApiRouter;
@@ -65,7 +65,9 @@ fn snapshot_path(p: Option<&str>) -> Result<Vec<u8>, ApiError> {
         )));
     }
     if p.split('/').any(|c| c == "..") {
-        return Err(ApiError::bad_request(format!("path {p:?} must not contain ..")));
+        return Err(ApiError::bad_request(format!(
+            "path {p:?} must not contain .."
+        )));
     }
     Ok(p.as_bytes().to_vec())
 }
@@ -131,7 +133,7 @@ async fn list_snapshots(
                     .as_ref()
                     .is_none_or(|p| v.snapshot.display_paths().iter().any(|x| x == p))
         });
-        views.sort_by(|a, b| b.snapshot.time.cmp(&a.snapshot.time));
+        views.sort_by_key(|v| std::cmp::Reverse(v.snapshot.time));
         Ok(Json(views.iter().map(view_json).collect()))
     })
     .await
@@ -222,7 +224,9 @@ async fn set_comment(
 ) -> Result<Json<Value>, ApiError> {
     auth.require(Role::Operator)?;
     if body.comment.len() > 4096 {
-        return Err(ApiError::bad_request("the comment is longer than 4096 bytes"));
+        return Err(ApiError::bad_request(
+            "the comment is longer than 4096 bytes",
+        ));
     }
     blocking(move || {
         let s = app.0.repo.session("web: annotate", false)?;
@@ -449,7 +453,13 @@ async fn stream(
 fn attachment(name: &str) -> HeaderValue {
     let ascii: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     let encoded =
         percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC).to_string();
@@ -495,8 +505,8 @@ async fn file(
 ) -> Result<Response, ApiError> {
     auth.require(Role::Operator)?;
     let path = snapshot_path(Some(&q.path))?;
-    let name = String::from_utf8_lossy(path.rsplit(|&b| b == b'/').next().unwrap_or(b"file"))
-        .into_owned();
+    let name =
+        String::from_utf8_lossy(path.rsplit(|&b| b == b'/').next().unwrap_or(b"file")).into_owned();
     // Look the file up first, so that a missing path is a 404 and the length is known.
     let app2 = app.clone();
     let (id2, path2) = (id.clone(), path.clone());
@@ -504,7 +514,9 @@ async fn file(
         let s = app2.0.repo.session("web: dump", true)?;
         let v = view(&s.repo, &id2)?;
         let n = snapguard_engine::restore::find_node(&s.repo, v.snapshot.tree, &path2)?
-            .ok_or_else(|| ApiError::not_found(format!("{} is not in snapshot {}", q.path, v.id.short())))?;
+            .ok_or_else(|| {
+                ApiError::not_found(format!("{} is not in snapshot {}", q.path, v.id.short()))
+            })?;
         Ok((n.size, n.kind))
     })
     .await?;
@@ -562,9 +574,21 @@ async fn archive(
     auth.require(Role::Operator)?;
     let path = snapshot_path(q.path.as_deref())?;
     let (format, ext, mime) = match q.format.as_deref().unwrap_or("tar") {
-        "tar" => (snapguard_engine::export::ExportFormat::Tar, "tar", "application/x-tar"),
-        "zip" => (snapguard_engine::export::ExportFormat::Zip, "zip", "application/zip"),
-        f => return Err(ApiError::bad_request(format!("format {f:?}: use tar or zip"))),
+        "tar" => (
+            snapguard_engine::export::ExportFormat::Tar,
+            "tar",
+            "application/x-tar",
+        ),
+        "zip" => (
+            snapguard_engine::export::ExportFormat::Zip,
+            "zip",
+            "application/zip",
+        ),
+        f => {
+            return Err(ApiError::bad_request(format!(
+                "format {f:?}: use tar or zip"
+            )))
+        }
     };
     let base = String::from_utf8_lossy(
         path.split(|&b| b == b'/')
@@ -574,7 +598,10 @@ async fn archive(
     .into_owned();
     let headers = vec![
         (header::CONTENT_TYPE, HeaderValue::from_static(mime)),
-        (header::CONTENT_DISPOSITION, attachment(&format!("{base}.{ext}"))),
+        (
+            header::CONTENT_DISPOSITION,
+            attachment(&format!("{base}.{ext}")),
+        ),
     ];
     let who = auth.user.name.clone();
     stream(headers, move |w| {
@@ -705,7 +732,7 @@ async fn versions(
         let s = app.0.repo.session("web: versions", true)?;
         let (mut views, _) = annotate::views(&s.repo)?;
         views.retain(|v| q.host.as_ref().is_none_or(|h| &v.snapshot.hostname == h));
-        views.sort_by(|a, b| a.snapshot.time.cmp(&b.snapshot.time));
+        views.sort_by_key(|v| v.snapshot.time);
         let roots: Vec<_> = views.iter().map(|v| v.snapshot.tree).collect();
         let h = snapguard_engine::versions::history(
             &s.repo,
@@ -821,16 +848,15 @@ async fn stats(State(app): State<AppState>, _auth: Auth) -> Result<Json<Value>, 
     blocking(move || {
         let s = app.0.repo.session("web: stats", true)?;
         let (mut views, _) = annotate::views(&s.repo)?;
-        views.sort_by(|a, b| a.snapshot.time.cmp(&b.snapshot.time));
+        views.sort_by_key(|v| v.snapshot.time);
         let ids: Vec<String> = views.iter().map(|v| v.id.to_hex()).collect();
         // Sizing reads every tree: computed once per set of snapshots.
         let totals = {
-            let cached = app
-                .0
-                .stats_cache
-                .lock()
-                .ok()
-                .and_then(|c| c.as_ref().filter(|(k, _)| *k == ids).map(|(_, v)| v.clone()));
+            let cached = app.0.stats_cache.lock().ok().and_then(|c| {
+                c.as_ref()
+                    .filter(|(k, _)| *k == ids)
+                    .map(|(_, v)| v.clone())
+            });
             match cached {
                 Some(t) => t,
                 None => {

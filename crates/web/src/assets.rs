@@ -20,7 +20,10 @@ fn asset(body: &'static str, mime: &'static str) -> Response {
 
 pub(crate) fn routes() -> axum::Router<AppState> {
     axum::Router::new()
-        .route("/", get(|| async { asset(INDEX, "text/html; charset=utf-8") }))
+        .route(
+            "/",
+            get(|| async { asset(INDEX, "text/html; charset=utf-8") }),
+        )
         .route(
             "/assets/app.js",
             get(|| async { asset(APP_JS, "text/javascript; charset=utf-8") }),

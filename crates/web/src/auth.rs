@@ -292,7 +292,8 @@ async fn login(
     let app2 = app.clone();
     let addr2 = addr.clone();
     let outcome = tokio::task::spawn_blocking(move || {
-        let user = app2.db(|db| db.authenticate(&req.username, &req.password, &app2.0.hash_cost))?;
+        let user =
+            app2.db(|db| db.authenticate(&req.username, &req.password, &app2.0.hash_cost))?;
         match user {
             Some(u) => {
                 let s =
@@ -379,7 +380,8 @@ pub(crate) async fn basic_auth(
     else {
         return Ok(None);
     };
-    let decoded = base64ct::Base64::decode_vec(v.trim()).map_err(|_| ApiError::unauthenticated())?;
+    let decoded =
+        base64ct::Base64::decode_vec(v.trim()).map_err(|_| ApiError::unauthenticated())?;
     let text = String::from_utf8(decoded).map_err(|_| ApiError::unauthenticated())?;
     let Some((name, password)) = text.split_once(':') else {
         return Err(ApiError::unauthenticated());
@@ -419,6 +421,7 @@ pub(crate) async fn basic_auth(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -463,9 +466,15 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(header::HOST, HeaderValue::from_static("127.0.0.1:8443"));
         assert!(origin_ok(&h));
-        h.insert(header::ORIGIN, HeaderValue::from_static("https://127.0.0.1:8443"));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://127.0.0.1:8443"),
+        );
         assert!(origin_ok(&h));
-        h.insert(header::ORIGIN, HeaderValue::from_static("https://evil.example"));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://evil.example"),
+        );
         assert!(!origin_ok(&h));
         h.insert(header::ORIGIN, HeaderValue::from_static("null"));
         assert!(!origin_ok(&h));

@@ -88,9 +88,7 @@ impl From<snapguard_engine::Error> for ApiError {
                 ApiError::not_found(message)
             }
             E::AmbiguousSnapshot { .. } | E::InvalidArgument(_) => ApiError::bad_request(message),
-            E::Locked { .. } => {
-                ApiError::new(StatusCode::LOCKED, "repository_locked", message)
-            }
+            E::Locked { .. } => ApiError::new(StatusCode::LOCKED, "repository_locked", message),
             E::Immutable { .. } | E::AppendOnly { .. } | E::ObjectLocked { .. } => {
                 ApiError::conflict(message)
             }

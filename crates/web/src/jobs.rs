@@ -156,7 +156,8 @@ async fn run_events(
     State(app): State<AppState>,
     _auth: Auth,
     Path(id): Path<i64>,
-) -> Result<Sse<impl futures_util::Stream<Item = Result<Event, std::convert::Infallible>>>, ApiError> {
+) -> Result<Sse<impl futures_util::Stream<Item = Result<Event, std::convert::Infallible>>>, ApiError>
+{
     let first = db(&app, move |s| s.run(id)).await?;
     struct Cursor {
         app: AppState,
@@ -199,13 +200,19 @@ async fn run_events(
             }
             if c.last_status != Some(run.status) {
                 c.last_status = Some(run.status);
-                c.pending
-                    .push_back(Event::default().event("status").data(run_json(&run).to_string()));
+                c.pending.push_back(
+                    Event::default()
+                        .event("status")
+                        .data(run_json(&run).to_string()),
+                );
             }
             if run.status != Status::Running && lines.is_empty() {
                 c.done = true;
-                c.pending
-                    .push_back(Event::default().event("end").data(run_json(&run).to_string()));
+                c.pending.push_back(
+                    Event::default()
+                        .event("end")
+                        .data(run_json(&run).to_string()),
+                );
                 continue;
             }
             if c.pending.is_empty() {

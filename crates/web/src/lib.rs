@@ -223,10 +223,12 @@ pub fn spawn(options: &ServeOptions, app: AppState) -> Result<SocketAddr, ServeE
             addr: options.listen,
             source,
         })?;
-    let addr = std_listener.local_addr().map_err(|source| ServeError::Bind {
-        addr: options.listen,
-        source,
-    })?;
+    let addr = std_listener
+        .local_addr()
+        .map_err(|source| ServeError::Bind {
+            addr: options.listen,
+            source,
+        })?;
     std_listener
         .set_nonblocking(true)
         .map_err(|source| ServeError::Bind { addr, source })?;

@@ -14,7 +14,9 @@ use std::fmt::Write;
 
 /// A label value, escaped as the text format wants.
 fn label(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 struct Out(String);
@@ -70,27 +72,55 @@ fn render(app: &AppState) -> String {
     let mut o = Out(String::new());
     let jobs = app.0.control.jobs();
     let stats = app.db(|s| s.job_stats()).unwrap_or_default();
-    o.help("snapguard_job_runs_total", "counter", "Finished and running runs of each job by status.");
+    o.help(
+        "snapguard_job_runs_total",
+        "counter",
+        "Finished and running runs of each job by status.",
+    );
     for s in &stats {
         for (status, n) in &s.counts {
-            o.sample("snapguard_job_runs_total", &[("job", &s.job), ("status", status)], n);
+            o.sample(
+                "snapguard_job_runs_total",
+                &[("job", &s.job), ("status", status)],
+                n,
+            );
         }
     }
-    o.help("snapguard_job_last_success_timestamp_seconds", "gauge", "When the job's last successful run ended.");
+    o.help(
+        "snapguard_job_last_success_timestamp_seconds",
+        "gauge",
+        "When the job's last successful run ended.",
+    );
     for s in &stats {
         if let Some((end, _)) = s.last_success {
-            o.sample("snapguard_job_last_success_timestamp_seconds", &[("job", &s.job)], end);
+            o.sample(
+                "snapguard_job_last_success_timestamp_seconds",
+                &[("job", &s.job)],
+                end,
+            );
         }
     }
-    o.help("snapguard_job_last_success_duration_seconds", "gauge", "How long the job's last successful run took.");
+    o.help(
+        "snapguard_job_last_success_duration_seconds",
+        "gauge",
+        "How long the job's last successful run took.",
+    );
     for s in &stats {
         if let Some((_, d)) = s.last_success {
-            o.sample("snapguard_job_last_success_duration_seconds", &[("job", &s.job)], d);
+            o.sample(
+                "snapguard_job_last_success_duration_seconds",
+                &[("job", &s.job)],
+                d,
+            );
         }
     }
     o.help("snapguard_job_running", "gauge", "1 while the job runs.");
     for j in &jobs {
-        o.sample("snapguard_job_running", &[("job", &j.name)], u8::from(j.running.is_some()));
+        o.sample(
+            "snapguard_job_running",
+            &[("job", &j.name)],
+            u8::from(j.running.is_some()),
+        );
     }
     let repo = app.0.repo.session("web: metrics", false).and_then(|s| {
         let views = snapguard_engine::annotate::views(&s.repo)?.0;
@@ -101,7 +131,11 @@ fn render(app: &AppState) -> String {
             .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "repository", e.to_string()))?;
         Ok((views, packs))
     });
-    o.help("snapguard_repository_up", "gauge", "1 if the repository could be read for this scrape.");
+    o.help(
+        "snapguard_repository_up",
+        "gauge",
+        "1 if the repository could be read for this scrape.",
+    );
     match repo {
         Err(e) => {
             tracing::warn!("metrics: {e}");
@@ -109,31 +143,82 @@ fn render(app: &AppState) -> String {
         }
         Ok((views, packs)) => {
             o.sample("snapguard_repository_up", &[], 1);
-            o.help("snapguard_repository_snapshots", "gauge", "Snapshots in the repository.");
+            o.help(
+                "snapguard_repository_snapshots",
+                "gauge",
+                "Snapshots in the repository.",
+            );
             o.sample("snapguard_repository_snapshots", &[], views.len());
-            o.help("snapguard_repository_stored_bytes", "gauge", "Size of all packs.");
-            o.sample("snapguard_repository_stored_bytes", &[], packs.iter().map(|(_, n)| n).sum::<u64>());
-            o.help("snapguard_repository_packs", "gauge", "Pack files in the repository.");
+            o.help(
+                "snapguard_repository_stored_bytes",
+                "gauge",
+                "Size of all packs.",
+            );
+            o.sample(
+                "snapguard_repository_stored_bytes",
+                &[],
+                packs.iter().map(|(_, n)| n).sum::<u64>(),
+            );
+            o.help(
+                "snapguard_repository_packs",
+                "gauge",
+                "Pack files in the repository.",
+            );
             o.sample("snapguard_repository_packs", &[], packs.len());
             let sum = |f: fn(&snapguard_format::SnapshotSummary) -> u64| -> u64 {
-                views.iter().filter_map(|v| v.snapshot.summary.as_ref()).map(f).sum()
+                views
+                    .iter()
+                    .filter_map(|v| v.snapshot.summary.as_ref())
+                    .map(f)
+                    .sum()
             };
-            o.help("snapguard_snapshot_bytes_added_total", "counter", "Plaintext bytes new to the repository, over all snapshots.");
-            o.sample("snapguard_snapshot_bytes_added_total", &[], sum(|s| s.bytes_added));
-            o.help("snapguard_snapshot_bytes_stored_total", "counter", "Bytes stored for new data, over all snapshots.");
-            o.sample("snapguard_snapshot_bytes_stored_total", &[], sum(|s| s.bytes_stored));
-            o.help("snapguard_snapshot_errors_total", "counter", "Entries that could not be read, over all snapshots.");
+            o.help(
+                "snapguard_snapshot_bytes_added_total",
+                "counter",
+                "Plaintext bytes new to the repository, over all snapshots.",
+            );
+            o.sample(
+                "snapguard_snapshot_bytes_added_total",
+                &[],
+                sum(|s| s.bytes_added),
+            );
+            o.help(
+                "snapguard_snapshot_bytes_stored_total",
+                "counter",
+                "Bytes stored for new data, over all snapshots.",
+            );
+            o.sample(
+                "snapguard_snapshot_bytes_stored_total",
+                &[],
+                sum(|s| s.bytes_stored),
+            );
+            o.help(
+                "snapguard_snapshot_errors_total",
+                "counter",
+                "Entries that could not be read, over all snapshots.",
+            );
             o.sample("snapguard_snapshot_errors_total", &[], sum(|s| s.errors));
             // The newest snapshot of each source.
             let mut latest: BTreeMap<(String, String), i64> = BTreeMap::new();
             for v in &views {
-                let k = (v.snapshot.hostname.clone(), v.snapshot.display_paths().join(" "));
+                let k = (
+                    v.snapshot.hostname.clone(),
+                    v.snapshot.display_paths().join(" "),
+                );
                 let t = latest.entry(k).or_insert(i64::MIN);
                 *t = (*t).max(v.snapshot.time.secs);
             }
-            o.help("snapguard_last_snapshot_timestamp_seconds", "gauge", "Time of the newest snapshot of each host and source.");
+            o.help(
+                "snapguard_last_snapshot_timestamp_seconds",
+                "gauge",
+                "Time of the newest snapshot of each host and source.",
+            );
             for ((host, paths), t) in &latest {
-                o.sample("snapguard_last_snapshot_timestamp_seconds", &[("host", host), ("paths", paths)], t);
+                o.sample(
+                    "snapguard_last_snapshot_timestamp_seconds",
+                    &[("host", host), ("paths", paths)],
+                    t,
+                );
             }
         }
     }

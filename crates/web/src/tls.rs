@@ -50,7 +50,11 @@ pub fn ensure_self_signed(dir: &Path, names: &[String]) -> Result<(PathBuf, Path
         return Ok((cert, key));
     }
     std::fs::create_dir_all(dir).map_err(|e| file_err(dir, e))?;
-    let mut all = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+    let mut all = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ];
     for n in names {
         if !all.contains(n) {
             all.push(n.clone());
@@ -97,13 +101,14 @@ pub fn server_config(source: &TlsSource) -> Result<Arc<rustls::ServerConfig>, Tl
         return Err(file_err(&cert, "no certificate in the file"));
     }
     let key_der = PrivateKeyDer::from_pem_file(&key).map_err(|e| file_err(&key, e))?;
-    let mut config =
-        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| TlsError::Config(e.to_string()))?
-            .with_no_client_auth()
-            .with_single_cert(certs, key_der)
-            .map_err(|e| file_err(&key, e))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| TlsError::Config(e.to_string()))?
+    .with_no_client_auth()
+    .with_single_cert(certs, key_der)
+    .map_err(|e| file_err(&key, e))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
@@ -126,19 +131,17 @@ pub(crate) async fn serve(
             }
         };
         let acceptor = acceptor.clone();
-        let svc = router
-            .clone()
-            .layer(axum::Extension(ClientAddr(peer)));
+        let svc = router.clone().layer(axum::Extension(ClientAddr(peer)));
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
-            {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, "TLS handshake failed: {e}");
-                    return;
-                }
-                Err(_) => return,
-            };
+            let tls =
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, "TLS handshake failed: {e}");
+                        return;
+                    }
+                    Err(_) => return,
+                };
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(30))

@@ -26,3 +26,4 @@ mod support;
 mod throttle;
 mod transfer;
 mod user;
+mod web;
