@@ -1031,14 +1031,16 @@ async function renderDiff(root, args, params) {
   if (d.truncated || changes.length > LIMIT) {
     root.append(el('p', { class: 'muted' }, `Showing the first ${Math.min(LIMIT, changes.length)}.`));
   }
+  const hasOld = changes.some((c) => c.old_size !== undefined && c.old_size !== null);
   const rows = changes.slice(0, LIMIT).map((c) => el('tr', { 'data-path': c.path },
     el('td', { class: 'paths' }, c.change === 'removed' || !to.id ? c.path
       : el('a', { href: hashFor('browse', [to.id], { path: c.type === 'dir' ? c.path : parentPath(c.path) }) }, c.path)),
     el('td', null, badge(c.change)),
     el('td', null, c.type),
     el('td', { class: 'num' }, c.type === 'file' ? fmtBytes(c.size) : ''),
-    el('td', { class: 'num' }, c.old_size !== undefined && c.old_size !== null ? fmtBytes(c.old_size) : '')));
-  root.append(changes.length ? table('diff-table', ['Path', 'Change', 'Type', ['Size', 'num'], ['Old size', 'num']], rows, 'Changed entries')
+    hasOld ? el('td', { class: 'num' }, c.old_size !== undefined && c.old_size !== null ? fmtBytes(c.old_size) : '') : null));
+  const heads = ['Path', 'Change', 'Type', ['Size', 'num']].concat(hasOld ? [['Old size', 'num']] : []);
+  root.append(changes.length ? table('diff-table', heads, rows, 'Changed entries')
     : el('p', { class: 'empty' }, 'Nothing changed.'));
 }
 
@@ -1482,13 +1484,45 @@ async function renderJobs(root, args, params, current) {
   onCleanup(() => clearInterval(timer));
 }
 
+/** A progress report of the CLI (`--json` lines of type "progress") as short text, with the
+ *  fraction done (or null) for the progress bar. */
+function progressOf(line) {
+  if (typeof line !== 'string' || !line.startsWith('{"') || !line.includes('"progress"')) return null;
+  let j;
+  try {
+    j = JSON.parse(line);
+  } catch (_) {
+    return null;
+  }
+  if (!j || j.type !== 'progress' || !j.progress) return null;
+  const p = j.progress;
+  const frac = p.bytes_total > 0 ? Math.min(1, p.bytes_done / p.bytes_total) : null;
+  let text = `${j.operation || 'progress'}: ${fmtBytes(p.bytes_done)}`;
+  if (p.bytes_total) text += ` of ${fmtBytes(p.bytes_total)}`;
+  if (p.files_total) text += `, ${p.files_done ?? 0} of ${p.files_total} files`;
+  if (frac !== null) text += ` (${Math.round(frac * 100)} %)`;
+  if (j.eta_s) text += `, about ${fmtDuration(j.eta_s * 1000)} left`;
+  return { text, frac };
+}
+
 function appendLogLine(log, l) {
   const lvl = String(l.level || 'info').toLowerCase();
+  const prog = progressOf(l.line);
+  if (prog) {
+    const bar = log.parentNode && log.parentNode.querySelector('#run-progress');
+    if (bar) {
+      bar.hidden = false;
+      const meter = bar.querySelector('progress');
+      if (prog.frac === null) meter.removeAttribute('value');
+      else meter.value = prog.frac;
+      bar.querySelector('span').textContent = prog.text;
+    }
+  }
   const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
   const d = parseTime(l.at);
   log.append(el('div', { class: `lvl-${lvl}`, 'data-seq': String(l.seq) },
     el('span', { class: 'ts' }, d ? d.toLocaleTimeString() : ''), ' ',
-    lvl !== 'info' ? `${lvl.toUpperCase()} ` : '', l.line));
+    lvl !== 'info' ? `${lvl.toUpperCase()} ` : '', prog ? prog.text : l.line));
   if (atBottom) log.scrollTop = log.scrollHeight;
 }
 
@@ -1499,8 +1533,10 @@ async function renderRun(root, id, current) {
   const actions = el('div', { class: 'toolbar' });
   const summary = el('div');
   const log = el('div', { id: 'run-log', class: 'log', role: 'log', tabindex: '0', 'aria-label': 'Task log' });
+  const progress = el('div', { id: 'run-progress', class: 'run-progress', hidden: true },
+    el('progress', { max: '1', 'aria-label': 'Progress' }), el('span'));
   root.append(el('p', null, el('a', { href: '#/jobs' }, '← Jobs')), heading, info, actions, summary,
-    el('h2', null, 'Log'), log);
+    el('h2', null, 'Log'), progress, log);
   let lastSeq = 0;
   const addLines = (lines) => {
     for (const l of lines) {
@@ -1533,6 +1569,7 @@ async function renderRun(root, id, current) {
           }
         } }, 'Cancel run'));
     }
+    if (run.status !== 'running') progress.hidden = true;
     clear(summary);
     if (run.summary && typeof run.summary === 'object') {
       summary.append(el('h2', null, 'Summary'), settingsList(run.summary, summaryText));

@@ -156,6 +156,7 @@ async fn run_events(
     State(app): State<AppState>,
     _auth: Auth,
     Path(id): Path<i64>,
+    headers: axum::http::HeaderMap,
 ) -> Result<Sse<impl futures_util::Stream<Item = Result<Event, std::convert::Infallible>>>, ApiError>
 {
     let first = db(&app, move |s| s.run(id)).await?;
@@ -170,7 +171,12 @@ async fn run_events(
     let cursor = Cursor {
         app,
         id,
-        after: 0,
+        // A reconnecting EventSource says what it has seen.
+        after: headers
+            .get("last-event-id")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
         last_status: None,
         done: false,
         pending: Default::default(),

@@ -26,4 +26,5 @@ mod support;
 mod throttle;
 mod transfer;
 mod user;
+mod browser;
 mod web;
