@@ -154,7 +154,12 @@ pub fn router(app: AppState) -> axum::Router {
         }),
     );
     axum::Router::new()
-        .nest("/api/v1", api_routes.fallback(api_not_found))
+        .nest(
+            "/api/v1",
+            api_routes
+                .fallback(api_not_found)
+                .layer(axum::middleware::map_response(json_rejections)),
+        )
         .route("/metrics", axum::routing::get(metrics::metrics))
         .merge(assets::routes())
         .layer(axum::middleware::map_response(security_headers))
@@ -163,6 +168,44 @@ pub fn router(app: AppState) -> axum::Router {
 
 async fn api_not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::not_found(format!("no API route {}", uri.path()))
+}
+
+/// Extractor rejections (a missing query parameter, a body that is not the JSON expected, a
+/// malformed path) come from axum as plain text; answer them as `{"code", "message"}` like
+/// every other API error.
+async fn json_rejections(r: axum::response::Response) -> axum::response::Response {
+    let plain = r
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/plain"));
+    // A wrong method on an existing route comes with an empty body.
+    let method = r.status() == axum::http::StatusCode::METHOD_NOT_ALLOWED;
+    if !r.status().is_client_error() || !(plain || method) {
+        return r;
+    }
+    let (parts, body) = r.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let code = if parts.status == axum::http::StatusCode::NOT_FOUND {
+        "not_found"
+    } else {
+        "bad_request"
+    };
+    let message = if text.is_empty() && method {
+        "this route does not take that method; see /api/v1/openapi.json".to_string()
+    } else {
+        String::from_utf8_lossy(&text).into_owned()
+    };
+    let mut out =
+        axum::response::IntoResponse::into_response(ApiError::new(parts.status, code, message));
+    // Keep `Allow` (405) and the like.
+    for (k, v) in parts.headers.iter() {
+        if k != header::CONTENT_TYPE && k != header::CONTENT_LENGTH {
+            out.headers_mut().entry(k.clone()).or_insert(v.clone());
+        }
+    }
+    out
 }
 
 /// Headers on every answer: no framing, no sniffing, no referrer, only our own scripts.

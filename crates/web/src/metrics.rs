@@ -46,9 +46,11 @@ pub(crate) async fn metrics(
     let client = parts.extensions.get::<ClientAddr>().copied();
     let user = match Auth::from_request_parts(&mut parts, &app).await {
         Ok(a) => a.user,
-        Err(_) => match crate::auth::basic_auth(&app, &parts.headers, client).await? {
-            Some(u) => u,
-            None => {
+        Err(_) => match crate::auth::basic_auth(&app, &parts.headers, client).await {
+            Ok(Some(u)) => u,
+            Err(e) if e.status != StatusCode::UNAUTHORIZED => return Err(e),
+            // No credentials or wrong ones: a 401 must say how to authenticate.
+            Ok(None) | Err(_) => {
                 let mut r = ApiError::unauthenticated().into_response();
                 r.headers_mut().insert(
                     header::WWW_AUTHENTICATE,
