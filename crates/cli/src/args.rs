@@ -67,6 +67,12 @@ pub struct GlobalArgs {
     /// the repository's blob count.
     #[arg(long, global = true)]
     pub no_cache: bool,
+    /// Send the command to the running daemon instead of opening the repository (`restore`
+    /// and `jobs`; see docs/daemon.md): users in [daemon] allow_users restore their own files.
+    /// The variable counts as set unless it is empty, 0, false, no, off or n.
+    #[arg(long = "daemon", env = "SNAPGUARD_USE_DAEMON", global = true,
+          value_parser = clap::builder::FalseyValueParser::new())]
+    pub use_daemon: bool,
     /// Print machine-readable JSON.
     #[arg(long, global = true)]
     pub json: bool,
@@ -347,6 +353,10 @@ pub struct RestoreArgs {
     /// Do not ask before restoring into the original location (or into /).
     #[arg(short = 'y', long)]
     pub yes: bool,
+    /// With --daemon: the daemon's control socket.
+    #[arg(long, env = "SNAPGUARD_DAEMON_SOCKET", default_value = crate::control::DEFAULT_SOCKET,
+          value_name = "PATH")]
+    pub socket: PathBuf,
 }
 
 /// `restore --overwrite`.

@@ -47,7 +47,8 @@ pub struct Config {
     /// and checked by every command, so a mistake is reported before the daemon starts.
     #[serde(default, deserialize_with = "de_jobs")]
     pub jobs: BTreeMap<String, JobConfig>,
-    /// `[notify]`: how the daemon reports job results (e-mail through SMTP).
+    /// `[notify]`: how the daemon reports job results (e-mail through SMTP, desktop
+    /// notifications over D-Bus).
     #[serde(default)]
     pub notify: Option<Notify>,
     /// `[repository]`: the repository and its secret when neither options nor variables give
@@ -108,25 +109,126 @@ impl Config {
     }
 }
 
-/// `[notify]`: e-mail on job failure (and on success for jobs with `notify_success`).
+/// `[notify]`: e-mail (`email_to` and `smtp_host`) and/or desktop notifications
+/// (`desktop = true`) on job failure, and on success for jobs with `notify_success`. Read
+/// through [`NotifyKeys`], which checks that the section asks for at least one of them and that
+/// e-mail keys come with both `email_to` and `smtp_host`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "NotifyKeys")]
 pub struct Notify {
-    /// Recipients (at least one).
+    /// Recipients; empty when the section sends no e-mail.
     pub email_to: Vec<String>,
     /// The sender address (default `snapguard@HOSTNAME`).
     pub email_from: Option<String>,
-    pub smtp_host: String,
+    /// Set whenever `email_to` is not empty.
+    pub smtp_host: Option<String>,
     /// Default: 587 for starttls, 465 for tls, 25 for none.
     pub smtp_port: Option<u16>,
     /// `starttls` (default), `tls` or `none` (only for a relay on this machine).
-    #[serde(default = "default_security")]
     pub smtp_security: SmtpSecurity,
     pub smtp_user: Option<String>,
     /// A file holding the SMTP password (first line); never the password itself in this file.
     pub smtp_password_file: Option<PathBuf>,
     /// Extra CA certificates (PEM) to trust for the SMTP server, besides the system's.
     pub smtp_ca_file: Option<PathBuf>,
+    /// Desktop notifications over the freedesktop D-Bus interface, on users' session buses.
+    pub desktop: bool,
+    /// Only these users' sessions get desktop notifications (default: every regular user's).
+    pub desktop_users: Option<Vec<String>>,
+}
+
+impl Notify {
+    /// Whether results are mailed.
+    pub fn email(&self) -> bool {
+        !self.email_to.is_empty()
+    }
+}
+
+/// The keys of `[notify]` as written, before [`Notify`]'s checks.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NotifyKeys {
+    email_to: Option<Vec<String>>,
+    email_from: Option<String>,
+    smtp_host: Option<String>,
+    smtp_port: Option<u16>,
+    smtp_security: Option<SmtpSecurity>,
+    smtp_user: Option<String>,
+    smtp_password_file: Option<PathBuf>,
+    smtp_ca_file: Option<PathBuf>,
+    #[serde(default)]
+    desktop: bool,
+    desktop_users: Option<Vec<String>>,
+}
+
+impl TryFrom<NotifyKeys> for Notify {
+    type Error = String;
+
+    fn try_from(k: NotifyKeys) -> Result<Notify, String> {
+        let email_keys = k.email_to.is_some()
+            || k.email_from.is_some()
+            || k.smtp_host.is_some()
+            || k.smtp_port.is_some()
+            || k.smtp_security.is_some()
+            || k.smtp_user.is_some()
+            || k.smtp_password_file.is_some()
+            || k.smtp_ca_file.is_some();
+        if email_keys {
+            // The messages serde gave when both keys were required.
+            match &k.email_to {
+                None => return Err("missing field `email_to`".into()),
+                Some(to) if to.is_empty() => {
+                    return Err(
+                        "email_to is empty: give at least one address, or leave out \
+                                the e-mail keys"
+                            .into(),
+                    )
+                }
+                Some(_) => {}
+            }
+            if k.smtp_host.is_none() {
+                return Err("missing field `smtp_host`".into());
+            }
+        } else if !k.desktop {
+            return Err(
+                "nothing to notify with: give email_to and smtp_host for e-mail, or \
+                        desktop = true for desktop notifications"
+                    .into(),
+            );
+        }
+        match &k.desktop_users {
+            Some(_) if !k.desktop => {
+                return Err("desktop_users is set but desktop is not: add desktop = true".into())
+            }
+            Some(users) if users.is_empty() => {
+                return Err(
+                    "desktop_users is empty: leave it out to notify every user's \
+                            session, or name the users"
+                        .into(),
+                )
+            }
+            Some(users) => {
+                if let Some(bad) = users.iter().find(|u| {
+                    u.is_empty() || u.contains(|c: char| c == '/' || c == ':' || c.is_whitespace())
+                }) {
+                    return Err(format!("desktop_users: {bad:?} is not a user name"));
+                }
+            }
+            None => {}
+        }
+        Ok(Notify {
+            email_to: k.email_to.unwrap_or_default(),
+            email_from: k.email_from,
+            smtp_host: k.smtp_host,
+            smtp_port: k.smtp_port,
+            smtp_security: k.smtp_security.unwrap_or_else(default_security),
+            smtp_user: k.smtp_user,
+            smtp_password_file: k.smtp_password_file,
+            smtp_ca_file: k.smtp_ca_file,
+            desktop: k.desktop,
+            desktop_users: k.desktop_users,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -571,6 +673,53 @@ mod tests {
         assert!(e.contains("smtp_password"), "{e}");
         let e = err("[notify]\nemail_to = [\"a@b\"]\nsmtp_host = \"h\"\nsmtp_security = \"ssl\"\n");
         assert!(e.contains("ssl"), "{e}");
+
+        assert!(!n.desktop && n.email());
+
+        // Desktop notifications alone: no e-mail keys needed.
+        let n = parse("[notify]\ndesktop = true\n")
+            .expect("valid")
+            .notify
+            .expect("notify");
+        assert!(n.desktop && !n.email() && n.desktop_users.is_none());
+        let n = parse("[notify]\ndesktop = true\ndesktop_users = [\"alice\", \"bob\"]\n")
+            .expect("valid")
+            .notify
+            .expect("notify");
+        assert_eq!(
+            n.desktop_users,
+            Some(vec!["alice".to_string(), "bob".to_string()])
+        );
+
+        // E-mail keys given in part: the same messages as when both keys were required, with
+        // the line of the section and the pointer to docs/config.md.
+        let e = err("[limits]\nread = 5\n\n[notify]\ndesktop = true\nsmtp_host = \"h\"\n");
+        assert!(
+            e.starts_with(", line 4: [notify]: missing field `email_to`"),
+            "{e}"
+        );
+        assert!(e.contains("docs/config.md"), "{e}");
+        let e = err("[notify]\nemail_to = [\"a@b\"]\n");
+        assert!(
+            e.starts_with(", line 1: [notify]: missing field `smtp_host`"),
+            "{e}"
+        );
+        let e = err("[notify]\nemail_to = []\nsmtp_host = \"h\"\n");
+        assert!(e.contains("email_to is empty"), "{e}");
+        // Nothing to notify with, or desktop keys that make no sense.
+        let e = err("[notify]\ndesktop = false\n");
+        assert!(
+            e.starts_with(", line 1: [notify]: nothing to notify with"),
+            "{e}"
+        );
+        let e = err("[notify]\nemail_to = [\"a@b\"]\nsmtp_host = \"h\"\ndesktop_users = [\"a\"]\n");
+        assert!(e.contains("add desktop = true"), "{e}");
+        let e = err("[notify]\ndesktop = true\ndesktop_users = []\n");
+        assert!(e.contains("desktop_users is empty"), "{e}");
+        let e = err("[notify]\ndesktop = true\ndesktop_users = [\"a b\"]\n");
+        assert!(e.contains("is not a user name"), "{e}");
+        let e = err("[notify]\ndesktop = \"yes\"\n");
+        assert!(e.starts_with(", line 2: [notify] desktop:"), "{e}");
     }
 
     #[test]

@@ -3,9 +3,10 @@
 //! JSON answer line. No password: the kernel says who is asking (SO_PEERCRED), and that
 //! decides what they may do:
 //!
-//! - root: everything (`status`, `run` of any job);
-//! - a user named in `[daemon] allow_users`: `status`, and `run` of jobs that create snapshots
-//!   (backup and local-snapshot jobs);
+//! - root: everything (`status`, `run` of any job, `cancel`, `restore` anywhere);
+//! - a user named in `[daemon] allow_users`: `status`, `run` of jobs that create snapshots
+//!   (backup and local-snapshot jobs), and `restore` of subtrees whose every entry they own,
+//!   written by a process running as them (crate::daemon_restore);
 //! - anyone else: nothing.
 //!
 //! The socket file is mode 0666 so every local user can connect and be told no by name; the
@@ -32,12 +33,35 @@ pub enum Request {
     Run { job: String },
     /// Cancel a running run (root only).
     Cancel { run: i64 },
+    /// Restore `path` (absolute, in the snapshot) of `snapshot` (id, prefix or `latest`) into
+    /// `target` (absolute, on this machine); `overwrite` is `never`, `if-changed` or `always`.
+    /// Answered when the restore has ended (crate::daemon_restore).
+    Restore {
+        snapshot: String,
+        path: String,
+        target: String,
+        #[serde(default = "default_overwrite")]
+        overwrite: String,
+    },
+}
+
+fn default_overwrite() -> String {
+    "if-changed".into()
+}
+
+impl Request {
+    /// Requests answered only when long work has ended: no answer timeout.
+    fn waits_long(&self) -> bool {
+        matches!(self, Request::Restore { .. })
+    }
 }
 
 /// Who is asking, as the kernel says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     pub uid: u32,
+    /// The caller's primary group (a restore's files get it).
+    pub gid: u32,
     pub pid: i32,
     pub user: String,
 }
@@ -107,6 +131,7 @@ fn handle(conn: UnixStream, wrap: &dyn Fn(Incoming) -> Option<()>) -> Result<()>
         .map_or_else(|| uid.to_string(), |u| u.name);
     let caller = Caller {
         uid,
+        gid: cred.gid.as_raw(),
         pid: cred.pid.as_raw_nonzero().get(),
         user,
     };
@@ -118,6 +143,7 @@ fn handle(conn: UnixStream, wrap: &dyn Fn(Incoming) -> Option<()>) -> Result<()>
     let answer = match serde_json::from_str::<Request>(line.trim()) {
         Ok(request) => {
             let (reply, rx) = mpsc::channel();
+            let long = request.waits_long();
             if wrap(Incoming {
                 caller,
                 request,
@@ -127,8 +153,13 @@ fn handle(conn: UnixStream, wrap: &dyn Fn(Incoming) -> Option<()>) -> Result<()>
             {
                 serde_json::json!({"ok": false, "error": "the daemon is stopping"})
             } else {
-                rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(
-                    |_| serde_json::json!({"ok": false, "error": "the daemon did not answer"}),
+                let answer = if long {
+                    rx.recv().ok()
+                } else {
+                    rx.recv_timeout(Duration::from_secs(30)).ok()
+                };
+                answer.unwrap_or_else(
+                    || serde_json::json!({"ok": false, "error": "the daemon did not answer"}),
                 )
             }
         }
@@ -158,6 +189,8 @@ pub fn allowed(
     }
     match (request, kind) {
         (Request::Status, _) => Ok(()),
+        // Which files: checked by the restore itself (crate::daemon_restore).
+        (Request::Restore { .. }, _) => Ok(()),
         (Request::Cancel { run }, _) => Err(format!(
             "user {} may not cancel run {run}; only root may",
             caller.user
@@ -180,7 +213,9 @@ pub fn request(path: &Path, req: &Request) -> Result<serde_json::Value> {
             path.display()
         ),
     };
-    conn.set_read_timeout(Some(Duration::from_secs(40)))?;
+    // A restore is answered when it has ended, however long that takes.
+    let timeout = (!req.waits_long()).then(|| Duration::from_secs(40));
+    conn.set_read_timeout(timeout)?;
     writeln!(conn, "{}", serde_json::to_string(req)?)?;
     let mut line = String::new();
     BufReader::new(conn).read_line(&mut line)?;

@@ -135,6 +135,8 @@ struct Running {
     paused_at: Option<std::time::Instant>,
     /// Someone asked to cancel it: who.
     cancelled_by: Option<String>,
+    /// A cancelled job still running then is killed (SIGKILL to its group).
+    kill_at: Option<std::time::Instant>,
 }
 
 /// The longest a job stays stopped: well inside the 15 minutes after which an unrefreshed
@@ -539,6 +541,13 @@ pub fn daemon(g: &GlobalArgs, a: &DaemonArgs) -> Result<i32> {
                 signal_group(&r.child, rustix::process::Signal::CONT);
             }
         }
+        for r in running.values_mut() {
+            if r.status.is_none() && r.kill_at.is_some_and(|k| std::time::Instant::now() >= k) {
+                r.kill_at = None;
+                let _ = state.log(r.run, t, "error", "killed: it did not stop after SIGTERM");
+                signal_group(&r.child, rustix::process::Signal::KILL);
+            }
+        }
         let mut wake = scheduler
             .next_wakeup(t, &mut times)
             .map_or(TICK, |w| Duration::from_secs((w - t).clamp(1, 30) as u64));
@@ -630,6 +639,22 @@ pub fn daemon(g: &GlobalArgs, a: &DaemonArgs) -> Result<i32> {
                         },
                     };
                     let _ = inc.reply.send(answer);
+                }
+                Event::Control(inc)
+                    if matches!(inc.request, crate::control::Request::Restore { .. }) =>
+                {
+                    // Answered by a thread of its own when the restore has ended.
+                    match crate::control::allowed(&inc.caller, &allow_users, &inc.request, None) {
+                        Err(e) => {
+                            tracing::warn!(
+                                "control: refused a restore from {} (uid {}): {e}",
+                                inc.caller.user,
+                                inc.caller.uid
+                            );
+                            let _ = inc.reply.send(json!({"ok": false, "error": e}));
+                        }
+                        Ok(()) => crate::daemon_restore::start(g, inc),
+                    }
                 }
                 Event::Control(inc) => {
                     let answer = control_answer(
@@ -785,6 +810,7 @@ fn start_job(
             status: None,
             paused_at: None,
             cancelled_by: None,
+            kill_at: None,
         },
     );
     Ok(())
@@ -855,14 +881,9 @@ fn cancel_run(
         tracing::info!("{who} cancelled run {run}");
         signal_group(&r.child, rustix::process::Signal::CONT);
         signal_group(&r.child, rustix::process::Signal::TERM);
-        let pid = r.child.id();
-        // A job that ignores SIGTERM is killed after the grace time, from a thread of its own.
-        std::thread::spawn(move || {
-            std::thread::sleep(STOP_GRACE);
-            if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
-                let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-            }
-        });
+        // A job that ignores SIGTERM is killed after the grace time by the event loop, while
+        // it still runs (never later: its process group id could be reused by then).
+        r.kill_at = Some(std::time::Instant::now() + STOP_GRACE);
     }
     Ok(())
 }
@@ -953,7 +974,7 @@ fn control_answer(
     use crate::control::{allowed, Request};
     let kind = match &inc.request {
         Request::Run { job } => jobs.get(job).map(|j| j.action.kind()),
-        Request::Status | Request::Cancel { .. } => None,
+        Request::Status | Request::Cancel { .. } | Request::Restore { .. } => None,
     };
     let who = format!(
         "{} (uid {}, pid {})",
@@ -975,6 +996,9 @@ fn control_answer(
         }),
         Request::Cancel { run } => {
             json!({"ok": false, "error": format!("run {run}: cancel is answered by the event loop")})
+        }
+        Request::Restore { .. } => {
+            json!({"ok": false, "error": "a restore is answered by its own thread"})
         }
         Request::Run { job } => {
             if !jobs.contains_key(job) {
@@ -998,8 +1022,8 @@ fn control_answer(
     }
 }
 
-/// Report a finished run by e-mail if it should be, on a thread of its own; the outcome comes
-/// back as an event and goes into the run's log.
+/// Report a finished run by e-mail and/or desktop notification if it should be, off this
+/// thread; each outcome comes back as an event and goes into the run's log.
 fn notify_run(
     state: &State,
     n: &crate::config::Notify,
@@ -1014,13 +1038,8 @@ fn notify_run(
     let lines = state.log_lines(id, 0).unwrap_or_default();
     let tail = &lines[lines.len().saturating_sub(20)..];
     let host = crate::commands::hostname();
-    let (subject, body) = crate::notify::compose(&run, &host, tail);
-    let n = n.clone();
     let tx = tx.clone();
-    std::thread::spawn(move || {
-        let outcome = crate::notify::send(&n, &host, &subject, &body)
-            .map(|()| n.email_to.join(", "))
-            .map_err(|e| format!("{e:#}"));
+    crate::notify::deliver(n, &run, &host, tail, move |outcome| {
         let _ = tx.send(Event::Notified { run: id, outcome });
     });
 }

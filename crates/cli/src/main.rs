@@ -8,6 +8,8 @@ mod config;
 mod control;
 mod copy;
 mod daemon;
+mod daemon_restore;
+mod desktop;
 mod history;
 mod import_restic;
 mod keys;
@@ -182,6 +184,9 @@ fn main() {
 
 fn run(cli: &Cli) -> anyhow::Result<i32> {
     let g = &cli.global;
+    if g.use_daemon {
+        return daemon_restore::through_daemon(g, &cli.command);
+    }
     match &cli.command {
         Command::Init(a) => commands::init(g, a),
         Command::Backup(a) => commands::backup(g, a),

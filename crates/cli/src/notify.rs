@@ -1,8 +1,9 @@
-//! The daemon's e-mail notifications (`[notify]` in the configuration file): a message when a
-//! job fails, and when it succeeds if the job says `notify_success = true`. Sent through SMTP
-//! with lettre, STARTTLS by default (rustls, the system's CA certificates plus `smtp_ca_file`),
-//! on a thread of its own so a slow mail server never holds up the scheduler; the outcome is a
-//! line in the run's task log.
+//! The daemon's notifications (`[notify]` in the configuration file): a message when a job
+//! fails, and when it succeeds if the job says `notify_success = true`. E-mail is sent through
+//! SMTP with lettre, STARTTLS by default (rustls, the system's CA certificates plus
+//! `smtp_ca_file`); desktop notifications go over D-Bus ([`crate::desktop`]). Each way has a
+//! thread of its own so a slow mail server or bus never holds up the scheduler; each outcome is
+//! a line in the run's task log.
 
 use crate::config::{Notify, SmtpSecurity};
 use anyhow::{bail, Context, Result};
@@ -23,6 +24,34 @@ pub fn wanted(run: &Run, notify_success: bool) -> bool {
         Status::Succeeded => notify_success,
         Status::Running => false,
         Status::Failed | Status::Cancelled | Status::Interrupted => true,
+    }
+}
+
+/// Reports a finished run in every way `n` asks for, each on a thread of its own; `report` is
+/// called (from those threads) with each outcome: Ok(to whom) or Err(why not).
+pub fn deliver<F>(n: &Notify, run: &Run, host: &str, log_tail: &[LogLine], report: F)
+where
+    F: Fn(Result<String, String>) + Send + Clone + 'static,
+{
+    if n.email() {
+        let (subject, body) = compose(run, host, log_tail);
+        let (n, host, report) = (n.clone(), host.to_string(), report.clone());
+        std::thread::spawn(move || {
+            report(
+                send(&n, &host, &subject, &body)
+                    .map(|()| n.email_to.join(", "))
+                    .map_err(|e| format!("{e:#}")),
+            )
+        });
+    }
+    if n.desktop {
+        let note = crate::desktop::Note::for_run(run, host, log_tail);
+        let users = n.desktop_users.clone();
+        std::thread::spawn(move || {
+            for outcome in crate::desktop::notify_all(users.as_deref(), &note) {
+                report(outcome);
+            }
+        });
     }
 }
 
@@ -87,8 +116,11 @@ pub fn send(n: &Notify, host: &str, subject: &str, body: &str) -> Result<()> {
         .body(body.to_string())
         .context("cannot build the notification message")?;
 
+    let Some(smtp_host) = &n.smtp_host else {
+        bail!("[notify] smtp_host is not set");
+    };
     let tls = || -> Result<TlsParameters> {
-        let mut b = TlsParameters::builder(n.smtp_host.clone());
+        let mut b = TlsParameters::builder(smtp_host.clone());
         if let Some(ca) = &n.smtp_ca_file {
             let pem = std::fs::read(ca)
                 .with_context(|| format!("[notify] cannot read smtp_ca_file {}", ca.display()))?;
@@ -107,7 +139,7 @@ pub fn send(n: &Notify, host: &str, subject: &str, body: &str) -> Result<()> {
         SmtpSecurity::Tls => (Tls::Wrapper(tls()?), 465),
         SmtpSecurity::None => (Tls::None, 25),
     };
-    let mut t = SmtpTransport::builder_dangerous(&n.smtp_host)
+    let mut t = SmtpTransport::builder_dangerous(smtp_host)
         .port(n.smtp_port.unwrap_or(port))
         .tls(tls)
         .timeout(Some(TIMEOUT));
@@ -131,7 +163,7 @@ pub fn send(n: &Notify, host: &str, subject: &str, body: &str) -> Result<()> {
     t.build().send(&msg).with_context(|| {
         format!(
             "cannot send the notification to {to} through {}:{}",
-            n.smtp_host,
+            smtp_host,
             n.smtp_port.unwrap_or(port)
         )
     })?;
@@ -147,12 +179,14 @@ mod tests {
         let n = Notify {
             email_to: vec!["ops@example.com".into()],
             email_from: None,
-            smtp_host: "127.0.0.1".into(),
+            smtp_host: Some("127.0.0.1".into()),
             smtp_port: Some(1),
             smtp_security: SmtpSecurity::None,
             smtp_user: Some("me".into()),
             smtp_password_file: Some("/nonexistent".into()),
             smtp_ca_file: None,
+            desktop: false,
+            desktop_users: None,
         };
         let e = send(&n, "host", "s", "b").expect_err("refused").to_string();
         assert!(e.contains("clear text"), "{e}");

@@ -137,6 +137,8 @@ fn settings_json(g: &GlobalArgs) -> Value {
             "smtp_security": format!("{:?}", n.smtp_security).to_lowercase(),
             "smtp_user": n.smtp_user,
             "smtp_password_file": n.smtp_password_file.as_ref().map(|p| p.display().to_string()),
+            "desktop": n.desktop,
+            "desktop_users": n.desktop_users,
         })),
         "daemon": {
             "allow_users": c.daemon.allow_users,

@@ -297,7 +297,11 @@ impl State {
             .map_err(|e| self.db(e))?;
         let rows = st
             .query_map([], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
             })
             .map_err(|e| self.db(e))?
             .collect::<rusqlite::Result<Vec<_>>>()
@@ -319,7 +323,11 @@ impl State {
             .map_err(|e| self.db(e))?;
         let rows = st
             .query_map([], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
             })
             .map_err(|e| self.db(e))?
             .collect::<rusqlite::Result<Vec<_>>>()

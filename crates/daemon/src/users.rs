@@ -249,6 +249,12 @@ impl State {
         password: &str,
         cost: &HashCost,
     ) -> Result<Option<User>> {
+        verify_login(self.login_record(name)?, name, password, cost)
+    }
+
+    /// What checking a password of `name` needs, read from the database (so that the slow
+    /// check itself, [`verify_login`], can run without holding the database).
+    pub fn login_record(&self, name: &str) -> Result<Option<LoginRecord>> {
         let row = self
             .conn()
             .query_row(
@@ -265,27 +271,51 @@ impl State {
             )
             .optional()
             .map_err(|e| self.db(e))?;
-        let stored = match &row {
-            Some((_, h, ..)) => h.clone(),
-            None => Zeroizing::new(dummy_hash(cost)?),
-        };
-        let parsed = PasswordHash::new(&stored).map_err(|e| {
-            Error::Invalid(format!(
-                "the stored password hash of {name:?} is damaged ({e}); set a new password with 'snapguard user passwd'"
-            ))
-        })?;
-        // The hash's own parameters are used to verify, whatever the current cost.
-        let ok = Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok();
-        match row {
-            Some((role, _, created, disabled)) if ok && !disabled => Ok(Some(User {
-                name: name.to_owned(),
-                role: Role::parse(&role)?,
-                created,
-                disabled,
-            })),
-            _ => Ok(None),
-        }
+        Ok(row.map(|(role, hash, created, disabled)| LoginRecord {
+            role,
+            hash,
+            created,
+            disabled,
+        }))
+    }
+}
+
+/// An account's stored login data ([`State::login_record`]).
+pub struct LoginRecord {
+    role: String,
+    hash: Zeroizing<String>,
+    created: i64,
+    disabled: bool,
+}
+
+/// Check `password` against `record` (`None`: no such account), spending the same Argon2id
+/// work in every case; the account if it matches and is enabled.
+pub fn verify_login(
+    record: Option<LoginRecord>,
+    name: &str,
+    password: &str,
+    cost: &HashCost,
+) -> Result<Option<User>> {
+    let stored = match &record {
+        Some(r) => r.hash.clone(),
+        None => Zeroizing::new(dummy_hash(cost)?),
+    };
+    let parsed = PasswordHash::new(&stored).map_err(|e| {
+        Error::Invalid(format!(
+            "the stored password hash of {name:?} is damaged ({e}); set a new password with 'snapguard user passwd'"
+        ))
+    })?;
+    // The hash's own parameters are used to verify, whatever the current cost.
+    let ok = Argon2::default()
+        .verify_password(password.as_bytes(), &parsed)
+        .is_ok();
+    match record {
+        Some(r) if ok && !r.disabled => Ok(Some(User {
+            name: name.to_owned(),
+            role: Role::parse(&r.role)?,
+            created: r.created,
+            disabled: r.disabled,
+        })),
+        _ => Ok(None),
     }
 }

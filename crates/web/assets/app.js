@@ -166,6 +166,70 @@ function baseName(p) {
   return parts.length ? parts[parts.length - 1] : '/';
 }
 
+// Exact paths. File names need not be UTF-8: the API gives every entry a lossy `path` (for
+// display) and, only when the exact bytes are not UTF-8, `path_hex` (lowercase hex of them).
+// Requests carry `path_hex=` instead of `path=` when there is one; hash routes add `&hex=`.
+
+/** A hex string from outside (hash route, API), lowercased; null unless it is whole bytes. */
+function cleanHex(hex) {
+  if (typeof hex !== 'string') return null;
+  const h = hex.toLowerCase();
+  return /^(?:[0-9a-f]{2})+$/.test(h) ? h : null;
+}
+
+/** The hex unless its bytes are valid UTF-8 (then the plain path is exact and is used). */
+function neededHex(hex) {
+  if (!hex) return null;
+  const bytes = new Uint8Array(hex.length / 2);
+  for (let i = 0; i < bytes.length; i++) bytes[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
+  try {
+    new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+    return null;
+  } catch (_) {
+    return hex;
+  }
+}
+
+/** The components of a path given as hex of its bytes, split at the "2f" ('/') bytes. Only
+ *  even offsets are byte boundaries ("a2f3" has no '/'). Empty components (leading, doubled
+ *  or trailing slashes) are dropped like path.split('/').filter(Boolean) does; since 0x2f
+ *  never occurs inside a multibyte UTF-8 sequence nor in a lossy replacement, the components
+ *  line up one to one with those of the lossy path. */
+function hexComponents(hex) {
+  const out = [];
+  let start = 0;
+  for (let i = 0; i + 1 < hex.length; i += 2) {
+    if (hex[i] === '2' && hex[i + 1] === 'f') {
+      out.push(hex.slice(start, i));
+      start = i + 2;
+    }
+  }
+  out.push(hex.slice(start));
+  return out.filter(Boolean);
+}
+
+/** Hex of the ancestor made of the first `n` components of a hex path (root: null), or null
+ *  when that ancestor is valid UTF-8 (its lossy path is exact). */
+function ancestorHex(hex, n) {
+  if (!hex || n <= 0) return null;
+  return neededHex(hexComponents(hex).slice(0, n).map((c) => `2f${c}`).join(''));
+}
+
+/** Hex of the parent of a hex path (see parentPath), or null. */
+function parentHex(hex) {
+  return hex ? ancestorHex(hex, hexComponents(hex).length - 1) : null;
+}
+
+/** API query parameters naming a path: path_hex when the exact bytes are known, else path. */
+function pathQuery(path, hex) {
+  return hex ? { path_hex: hex } : { path };
+}
+
+/** Hash route parameters naming a path: the display path, plus hex when it is not exact. */
+function pathHash(path, hex) {
+  return hex ? { path, hex } : { path };
+}
+
 function isLocked(s) {
   if (!s.locked_until) return false;
   if (s.locked_until === 'forever') return true;
@@ -218,12 +282,12 @@ function q(params) {
   return t ? `?${t}` : '';
 }
 
-function fileUrl(id, path, inline) {
-  return `${API}/snapshots/${encodeURIComponent(id)}/file${q({ path, inline: inline ? 1 : null })}`;
+function fileUrl(id, path, inline, hex) {
+  return `${API}/snapshots/${encodeURIComponent(id)}/file${q({ ...pathQuery(path, hex), inline: inline ? 1 : null })}`;
 }
 
-function archiveUrl(id, path, format) {
-  return `${API}/snapshots/${encodeURIComponent(id)}/archive${q({ path, format })}`;
+function archiveUrl(id, path, format, hex) {
+  return `${API}/snapshots/${encodeURIComponent(id)}/archive${q({ ...pathQuery(path, hex), format })}`;
 }
 
 async function rawFetch(method, path, body, accept) {
@@ -534,9 +598,11 @@ function formDialog(title, fields, submitLabel) {
   });
 }
 
-/** The restore-to-server form (admins). setPath() changes what it restores. */
-function restoreForm(snapshotId, path) {
+/** The restore-to-server form (admins). setPath() changes what it restores; `hex` is the
+ *  exact path's hex when it is not UTF-8 (then sent as path_hex instead of path). */
+function restoreForm(snapshotId, path, hex) {
   let current = path;
+  let currentHex = hex || null;
   const what = el('code', null, current);
   const target = el('input', { id: 'restore-target', name: 'target', type: 'text', required: true,
     placeholder: '/srv/restore', autocomplete: 'off', spellcheck: 'false' });
@@ -566,7 +632,7 @@ function restoreForm(snapshotId, path) {
     submit.disabled = true;
     result.append(el('p', { class: 'muted spinner' }, `Restoring ${current} to ${t}`));
     try {
-      const r = await api('POST', '/restore', { snapshot: snapshotId, path: current, target: t, overwrite: overwrite.value });
+      const r = await api('POST', '/restore', { snapshot: snapshotId, ...pathQuery(current, currentHex), target: t, overwrite: overwrite.value });
       clear(result).append(el('p', null,
         `Restored ${r.files ?? 0} files, ${r.dirs ?? 0} directories, ${fmtBytes(r.bytes ?? 0)}`,
         r.skipped_unchanged ? `; ${r.skipped_unchanged} unchanged` : '',
@@ -582,8 +648,9 @@ function restoreForm(snapshotId, path) {
   form.setSnapshot = (id) => {
     snapshotId = id;
   };
-  form.setPath = (p) => {
+  form.setPath = (p, h) => {
     current = p;
+    currentHex = h || null;
     what.textContent = p;
   };
   return form;
@@ -1034,7 +1101,8 @@ async function renderDiff(root, args, params) {
   const hasOld = changes.some((c) => c.old_size !== undefined && c.old_size !== null);
   const rows = changes.slice(0, LIMIT).map((c) => el('tr', { 'data-path': c.path },
     el('td', { class: 'paths' }, c.change === 'removed' || !to.id ? c.path
-      : el('a', { href: hashFor('browse', [to.id], { path: c.type === 'dir' ? c.path : parentPath(c.path) }) }, c.path)),
+      : el('a', { href: hashFor('browse', [to.id], c.type === 'dir' ? pathHash(c.path, cleanHex(c.path_hex))
+        : pathHash(parentPath(c.path), parentHex(cleanHex(c.path_hex)))) }, c.path)),
     el('td', null, badge(c.change)),
     el('td', null, c.type),
     el('td', { class: 'num' }, c.type === 'file' ? fmtBytes(c.size) : ''),
@@ -1060,22 +1128,24 @@ function typeIcon(type) {
     svgEl('path', { d }));
 }
 
-function breadcrumbs(snap, path) {
+function breadcrumbs(snap, path, hex) {
   const ol = el('ol');
   ol.append(el('li', null, el('a', { href: hashFor('browse', [snap.id], { path: '/' }) }, `${snap.short_id}:/`)));
   const parts = path.split('/').filter(Boolean);
+  // Exact ancestors only when the hex components line up with the display ones.
+  const exact = hex && hexComponents(hex).length === parts.length ? hex : null;
   let acc = '';
   parts.forEach((p, i) => {
     acc += `/${p}`;
     ol.append(el('li', null, i === parts.length - 1
       ? el('span', { 'aria-current': 'location' }, p)
-      : el('a', { href: hashFor('browse', [snap.id], { path: acc }) }, p)));
+      : el('a', { href: hashFor('browse', [snap.id], pathHash(acc, ancestorHex(exact, i + 1))) }, p)));
   });
   return el('nav', { id: 'breadcrumbs', class: 'breadcrumbs', 'aria-label': 'Path' }, ol);
 }
 
 /** Preview of a file of a snapshot into `box` (text in <pre>, images as <img>). */
-async function showPreview(box, snapId, path, size) {
+async function showPreview(box, snapId, path, size, hex) {
   clear(box);
   const kind = previewKind(baseName(path));
   if (!kind) {
@@ -1087,7 +1157,7 @@ async function showPreview(box, snapId, path, size) {
       box.append(el('p', { class: 'muted' }, `Too large to preview (${fmtBytes(size)}).`));
       return;
     }
-    box.append(el('img', { class: 'preview-img', src: fileUrl(snapId, path, true), alt: `Preview of ${baseName(path)}` }));
+    box.append(el('img', { class: 'preview-img', src: fileUrl(snapId, path, true, hex), alt: `Preview of ${baseName(path)}` }));
     return;
   }
   if (size > PREVIEW_TEXT_MAX) {
@@ -1096,27 +1166,27 @@ async function showPreview(box, snapId, path, size) {
   }
   box.append(el('p', { class: 'muted spinner' }, 'Loading preview'));
   try {
-    const text = await fetchText(snapId, path);
+    const text = await fetchText(snapId, path, hex);
     clear(box).append(el('pre', { class: 'preview-pre', tabindex: '0', 'aria-label': `Content of ${baseName(path)}` }, text));
   } catch (e) {
     clear(box).append(el('p', { class: 'error-msg' }, errorText(e)));
   }
 }
 
-async function fetchText(snapId, path) {
-  const res = await rawFetch('GET', fileUrl(snapId, path, true), undefined, 'text/plain');
+async function fetchText(snapId, path, hex) {
+  const res = await rawFetch('GET', fileUrl(snapId, path, true, hex), undefined, 'text/plain');
   return res.text();
 }
 
-function downloadLinks(snapId, path, isDir, small) {
+function downloadLinks(snapId, path, isDir, small, hex) {
   if (!can('operator')) return [];
   if (!isDir) {
-    return [el('a', { class: small ? 'btn btn-small' : 'btn', href: fileUrl(snapId, path), download: baseName(path), 'data-action': 'download' }, 'Download')];
+    return [el('a', { class: small ? 'btn btn-small' : 'btn', href: fileUrl(snapId, path, false, hex), download: baseName(path), 'data-action': 'download' }, 'Download')];
   }
   const name = path === '/' ? 'snapshot' : baseName(path);
   return [
-    el('a', { class: 'btn', href: archiveUrl(snapId, path, 'tar'), download: `${name}.tar`, 'data-action': 'download-tar' }, 'Download .tar'),
-    el('a', { class: 'btn', href: archiveUrl(snapId, path, 'zip'), download: `${name}.zip`, 'data-action': 'download-zip' }, 'Download .zip'),
+    el('a', { class: 'btn', href: archiveUrl(snapId, path, 'tar', hex), download: `${name}.tar`, 'data-action': 'download-tar' }, 'Download .tar'),
+    el('a', { class: 'btn', href: archiveUrl(snapId, path, 'zip', hex), download: `${name}.zip`, 'data-action': 'download-zip' }, 'Download .zip'),
   ];
 }
 
@@ -1124,18 +1194,20 @@ async function renderBrowse(root, args, params) {
   const id = args[0];
   let path = params.get('path') || '/';
   if (!path.startsWith('/')) path = `/${path}`;
+  let hex = cleanHex(params.get('hex'));
   const [snap, tree] = await Promise.all([
     get(`/snapshots/${encodeURIComponent(id)}`),
-    get(`/snapshots/${encodeURIComponent(id)}/tree${q({ path })}`),
+    get(`/snapshots/${encodeURIComponent(id)}/tree${q(pathQuery(path, hex))}`),
   ]);
   path = tree.path || path;
   const node = tree.node || null;
+  hex = cleanHex(tree.path_hex) || cleanHex(node && node.path_hex) || hex;
   const isDir = !node || node.type === 'dir';
   root.append(el('h1', null, 'Browse ', el('code', null, snap.short_id)));
   root.append(el('p', { class: 'muted' }, `${fmtTime(snap.time)} · ${snap.hostname} · ${(snap.paths || []).join(', ')}`,
     snap.comment ? ` · ${snap.comment}` : ''));
-  root.append(breadcrumbs(snap, path));
-  const restore = can('admin') ? restoreForm(snap.id, path) : null;
+  root.append(breadcrumbs(snap, path, hex));
+  const restore = can('admin') ? restoreForm(snap.id, path, hex) : null;
 
   if (!isDir) {
     // The path is a file (or other non-directory): show it directly.
@@ -1144,25 +1216,26 @@ async function renderBrowse(root, args, params) {
     return;
   }
   root.append(el('div', { class: 'toolbar' },
-    downloadLinks(snap.id, path, true),
-    el('a', { class: 'btn', href: hashFor('timemachine', [], { path }), 'data-action': 'history' }, 'History'),
-    path !== '/' ? el('a', { class: 'btn', href: hashFor('browse', [snap.id], { path: parentPath(path) }) }, 'Up') : null));
+    downloadLinks(snap.id, path, true, false, hex),
+    el('a', { class: 'btn', href: hashFor('timemachine', [], pathHash(path, hex)), 'data-action': 'history' }, 'History'),
+    path !== '/' ? el('a', { class: 'btn', href: hashFor('browse', [snap.id], pathHash(parentPath(path), parentHex(hex))) }, 'Up') : null));
 
   const panel = el('div', { id: 'file-panel' });
   const entries = (tree.entries || []).slice().sort((a, b) =>
     (a.type === 'dir' ? 0 : 1) - (b.type === 'dir' ? 0 : 1) || a.name.localeCompare(b.name));
   const rows = entries.map((n) => {
     const p = n.path || joinPath(path, n.name);
+    const h = cleanHex(n.path_hex);
     let nameCell;
     if (n.type === 'dir') {
-      nameCell = el('a', { class: 'entry-link', href: hashFor('browse', [snap.id], { path: p }) }, n.name);
+      nameCell = el('a', { class: 'entry-link', href: hashFor('browse', [snap.id], pathHash(p, h)) }, n.name);
     } else {
       nameCell = el('button', { type: 'button', class: 'btn-link entry-link', 'aria-controls': 'file-panel',
         onclick: () => {
           clear(panel).append(filePanel(snap, n, restore));
-          if (restore) restore.setPath(p);
-          const h = panel.querySelector('h2');
-          if (h) { h.setAttribute('tabindex', '-1'); h.focus(); }
+          if (restore) restore.setPath(p, h);
+          const h2 = panel.querySelector('h2');
+          if (h2) { h2.setAttribute('tabindex', '-1'); h2.focus(); }
         } }, n.name);
     }
     return el('tr', { 'data-path': p },
@@ -1173,8 +1246,8 @@ async function renderBrowse(root, args, params) {
       el('td', { class: 'nowrap' }, timeEl(n.mtime)),
       el('td', null, el('code', null, n.permissions || '')),
       el('td', null, el('div', { class: 'actions' },
-        n.type === 'file' ? downloadLinks(snap.id, p, false, true) : null,
-        n.type === 'dir' ? null : el('a', { class: 'btn btn-small', href: hashFor('timemachine', [], { path: p }) }, 'History'))));
+        n.type === 'file' ? downloadLinks(snap.id, p, false, true, h) : null,
+        n.type === 'dir' ? null : el('a', { class: 'btn btn-small', href: hashFor('timemachine', [], pathHash(p, h)) }, 'History'))));
   });
   root.append(entries.length
     ? table('browse-table', ['Name', 'Type', ['Size', 'num'], 'Modified', 'Permissions', 'Actions'], rows, `Contents of ${path}`)
@@ -1185,6 +1258,7 @@ async function renderBrowse(root, args, params) {
 
 function filePanel(snap, n, restore) {
   const p = n.path;
+  const h = cleanHex(n.path_hex);
   const box = el('div', { class: 'preview' });
   const kind = previewKind(n.name || baseName(p));
   const details = el('dl', { class: 'details' },
@@ -1197,13 +1271,13 @@ function filePanel(snap, n, restore) {
   const panel = el('section', { class: 'card panel', 'aria-label': `File ${p}` },
     el('h2', null, el('code', null, p)), details,
     el('div', { class: 'toolbar' },
-      n.type === 'file' ? downloadLinks(snap.id, p, false) : null,
+      n.type === 'file' ? downloadLinks(snap.id, p, false, false, h) : null,
       n.type === 'file' && kind && can('operator') ? el('button', { type: 'button', class: 'btn', 'data-action': 'preview',
-        onclick: () => showPreview(box, snap.id, p, n.size) }, 'Preview') : null,
-      el('a', { class: 'btn', href: hashFor('timemachine', [], { path: p }), 'data-action': 'history' }, 'History'),
-      restore ? el('a', { class: 'btn', href: '#restore-form', onclick: (e) => { e.preventDefault(); restore.setPath(p); $('#restore-target').focus(); } }, 'Restore…') : null),
+        onclick: () => showPreview(box, snap.id, p, n.size, h) }, 'Preview') : null,
+      el('a', { class: 'btn', href: hashFor('timemachine', [], pathHash(p, h)), 'data-action': 'history' }, 'History'),
+      restore ? el('a', { class: 'btn', href: '#restore-form', onclick: (e) => { e.preventDefault(); restore.setPath(p, h); $('#restore-target').focus(); } }, 'Restore…') : null),
     box);
-  if (n.type === 'file' && kind && can('operator')) showPreview(box, snap.id, p, n.size);
+  if (n.type === 'file' && kind && can('operator')) showPreview(box, snap.id, p, n.size, h);
   return panel;
 }
 
@@ -1282,6 +1356,7 @@ function diffView(ops) {
 
 async function renderTimeMachine(root, args, params) {
   const path = params.get('path') || '';
+  let hex = path ? cleanHex(params.get('hex')) : null;
   root.append(el('h1', null, 'Time machine'));
   const input = el('input', { id: 'tm-path', type: 'text', value: path, placeholder: '/home/alice/notes.txt',
     autocomplete: 'off', spellcheck: 'false', required: true });
@@ -1293,7 +1368,8 @@ async function renderTimeMachine(root, args, params) {
     let p = input.value.trim();
     if (!p) return;
     if (!p.startsWith('/')) p = `/${p}`;
-    navigate(hashFor('timemachine', [], { path: p }));
+    // The exact bytes stay only while the shown (lossy) path is not edited.
+    navigate(hashFor('timemachine', [], pathHash(p, p === path ? hex : null)));
   });
   root.append(form);
   if (!path) {
@@ -1301,8 +1377,9 @@ async function renderTimeMachine(root, args, params) {
     root.focusAfter = () => input.focus();
     return;
   }
-  const data = await get(`/versions${q({ path })}`);
+  const data = await get(`/versions${q(pathQuery(path, hex))}`);
   const versions = data.versions || [];
+  hex = cleanHex(data.path_hex) || cleanHex(versions.length ? versions[0].path_hex : null) || hex;
   if (!versions.length) {
     root.append(el('p', { class: 'empty', role: 'status' }, `${path} is in none of the ${data.snapshots_searched ?? ''} snapshots.`));
     return;
@@ -1335,7 +1412,7 @@ async function renderTimeMachine(root, args, params) {
     e.preventDefault();
     select(next, true);
   });
-  const restore = can('admin') ? restoreForm(versions[0].last.id, path) : null;
+  const restore = can('admin') ? restoreForm(versions[0].last.id, path, hex) : null;
 
   function select(i, focus) {
     buttons.forEach((b, k) => {
@@ -1361,15 +1438,15 @@ async function renderTimeMachine(root, args, params) {
         v.entries !== undefined && v.entries !== null ? [el('dt', null, 'Entries'), el('dd', null, String(v.entries))] : null,
         el('dt', null, 'Modified'), el('dd', null, timeEl(v.mtime, true)),
         el('dt', null, 'Permissions'), el('dd', null, el('code', null, v.permissions || '')),
-        el('dt', null, 'First seen'), el('dd', null, el('a', { href: hashFor('browse', [v.first.id], { path: parentPath(path) }) }, v.first.short_id), ' ', timeEl(v.first.time, true)),
-        el('dt', null, 'Last seen'), el('dd', null, el('a', { href: hashFor('browse', [v.last.id], { path: parentPath(path) }) }, v.last.short_id), ' ', timeEl(v.last.time, true)),
+        el('dt', null, 'First seen'), el('dd', null, el('a', { href: hashFor('browse', [v.first.id], pathHash(parentPath(path), parentHex(hex))) }, v.first.short_id), ' ', timeEl(v.first.time, true)),
+        el('dt', null, 'Last seen'), el('dd', null, el('a', { href: hashFor('browse', [v.last.id], pathHash(parentPath(path), parentHex(hex))) }, v.last.short_id), ' ', timeEl(v.last.time, true)),
         el('dt', null, 'Snapshots'), el('dd', null, String((v.snapshots || []).length))),
       el('div', { class: 'toolbar' },
-        isFile && can('operator') ? el('a', { id: 'tm-download', class: 'btn', href: fileUrl(snapId, path), download: baseName(path), 'data-action': 'download' }, 'Download') : null,
-        !isFile && v.type === 'dir' ? downloadLinks(snapId, path, true) : null,
-        kind && can('operator') ? el('button', { type: 'button', class: 'btn', 'data-action': 'preview', onclick: () => showPreview(box, snapId, path, v.size) }, 'Preview') : null,
+        isFile && can('operator') ? el('a', { id: 'tm-download', class: 'btn', href: fileUrl(snapId, path, false, hex), download: baseName(path), 'data-action': 'download' }, 'Download') : null,
+        !isFile && v.type === 'dir' ? downloadLinks(snapId, path, true, false, hex) : null,
+        kind && can('operator') ? el('button', { type: 'button', class: 'btn', 'data-action': 'preview', onclick: () => showPreview(box, snapId, path, v.size, hex) }, 'Preview') : null,
         kind === 'text' && i > 0 && can('operator') ? el('button', { type: 'button', class: 'btn', 'data-action': 'compare', onclick: () => compare(i, box) }, 'Compare with previous') : null,
-        el('a', { class: 'btn', href: hashFor('browse', [snapId], { path: v.type === 'dir' ? path : parentPath(path) }) }, 'Browse'),
+        el('a', { class: 'btn', href: hashFor('browse', [snapId], v.type === 'dir' ? pathHash(path, hex) : pathHash(parentPath(path), parentHex(hex))) }, 'Browse'),
         restore ? el('a', { class: 'btn', href: '#restore-form', onclick: (e) => { e.preventDefault(); $('#restore-target').focus(); } }, 'Restore…') : null),
       box);
     // The restore form restores from the selected version's snapshot.
@@ -1389,7 +1466,7 @@ async function renderTimeMachine(root, args, params) {
     }
     clear(box).append(el('p', { class: 'muted spinner' }, 'Comparing'));
     try {
-      const [ta, tb] = await Promise.all([fetchText(a.last.id, path), fetchText(b.last.id, path)]);
+      const [ta, tb] = await Promise.all([fetchText(a.last.id, path, hex), fetchText(b.last.id, path, hex)]);
       const ops = lineDiff(ta, tb, 2000);
       clear(box).append(el('h3', null, `Version ${a.version ?? i} → ${b.version ?? i + 1}`));
       if (!ops) box.append(el('p', { class: 'muted' }, 'Too many changed lines to compare here (more than 2000).'));

@@ -57,7 +57,41 @@ fn now_ts() -> Timestamp {
 
 /// An absolute path from a query (`/` when missing); `..` is meaningless in a snapshot and
 /// refused so that nobody is misled.
-fn snapshot_path(p: Option<&str>) -> Result<Vec<u8>, ApiError> {
+/// A place among the long repository requests ([`crate::HEAVY_REQUESTS`] at once); 503
+/// `busy` if none frees up within 20 s.
+async fn heavy(app: &AppState) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    match tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        app.0.heavy.clone().acquire_owned(),
+    )
+    .await
+    {
+        Ok(Ok(p)) => Ok(p),
+        _ => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            format!(
+                "{} long requests (downloads, histories, diffs, restores) are running; try again shortly",
+                crate::HEAVY_REQUESTS
+            ),
+        )),
+    }
+}
+
+/// The path of a request: `path_hex` (the exact bytes, for names that are not UTF-8, as
+/// entries give it) wins over `path`.
+fn snapshot_path_exact(p: Option<&str>, hex_path: Option<&str>) -> Result<Vec<u8>, ApiError> {
+    if let Some(h) = hex_path {
+        let bytes = hex::decode(h)
+            .map_err(|e| ApiError::bad_request(format!("path_hex {h:?} is not hex: {e}")))?;
+        if !bytes.starts_with(b"/") {
+            return Err(ApiError::bad_request("path_hex must be an absolute path"));
+        }
+        if bytes.split(|&b| b == b'/').any(|c| c == b"..") {
+            return Err(ApiError::bad_request("path_hex must not contain .."));
+        }
+        return Ok(bytes);
+    }
     let p = p.unwrap_or("/");
     if !p.starts_with('/') {
         return Err(ApiError::bad_request(format!(
@@ -228,6 +262,16 @@ async fn set_comment(
             "the comment is longer than 4096 bytes",
         ));
     }
+    // Control characters would reach terminals through `snapguard snapshots`.
+    if body
+        .comment
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return Err(ApiError::bad_request(
+            "the comment holds control characters; only text, newlines and tabs are kept",
+        ));
+    }
     blocking(move || {
         let s = app.0.repo.session("web: annotate", false)?;
         let v = view(&s.repo, &id)?;
@@ -274,15 +318,23 @@ async fn lock_snapshot(
             }
         }
         (None, Some(d)) => Timestamp {
-            secs: now.secs
-                + snapguard_policy::parse_duration(d)
-                    .map_err(|e| ApiError::bad_request(e.to_string()))?,
+            secs: snapguard_policy::parse_duration(d)
+                .map_err(|e| ApiError::bad_request(e.to_string()))?
+                .checked_add(now.secs)
+                .ok_or_else(|| ApiError::bad_request(format!("duration {d:?} is too long")))?,
             nanos: 0,
         },
         (None, None) => return Err(ApiError::bad_request("give duration or until")),
     };
     if until <= now {
         return Err(ApiError::bad_request("the lock must end in the future"));
+    }
+    // A lock cannot be shortened: a typo must not make a snapshot immutable for ever.
+    const MAX_LOCK_SECS: i64 = 100 * 366 * 86400;
+    if until.secs - now.secs > MAX_LOCK_SECS {
+        return Err(ApiError::bad_request(
+            "a lock may last at most 100 years (it can never be shortened)",
+        ));
     }
     blocking(move || {
         let s = app.0.repo.session("web: lock", false)?;
@@ -310,6 +362,8 @@ async fn lock_snapshot(
 pub(crate) struct PathQuery {
     /// An absolute path in the snapshot; default `/`.
     path: Option<String>,
+    /// The path's exact bytes in hex (wins over `path`; for names that are not UTF-8).
+    path_hex: Option<String>,
 }
 
 /// The entries of a directory in a snapshot (or the entry itself if it is not a directory).
@@ -322,7 +376,7 @@ async fn tree(
     Path(id): Path<String>,
     Query(q): Query<PathQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let path = snapshot_path(q.path.as_deref())?;
+    let path = snapshot_path_exact(q.path.as_deref(), q.path_hex.as_deref())?;
     blocking(move || {
         let s = app.0.repo.session("web: ls", true)?;
         let v = view(&s.repo, &id)?;
@@ -360,12 +414,16 @@ async fn tree(
         Ok(Json(json!({
             "snapshot": v.id.to_hex(),
             "path": String::from_utf8_lossy(&base),
+            "path_hex": std::str::from_utf8(&base).is_err().then(|| hex::encode(&base)),
             "node": nj,
             "entries": entries,
         })))
     })
     .await
 }
+
+/// How long a download waits for a client that does not read.
+const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A writer that sends what is written to an HTTP body, chunk by chunk.
 struct BodyWriter {
@@ -385,10 +443,31 @@ impl std::io::Write for BodyWriter {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let chunk = Bytes::from(std::mem::take(&mut self.buf));
-        self.tx.blocking_send(Ok(chunk)).map_err(|_| {
-            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away")
-        })
+        let mut chunk = Ok(Bytes::from(std::mem::take(&mut self.buf)));
+        // A client that stops reading is dropped after SEND_TIMEOUT, so that it cannot hold a
+        // worker thread and the repository lock for ever.
+        let deadline = std::time::Instant::now() + SEND_TIMEOUT;
+        loop {
+            match self.tx.try_send(chunk) {
+                Ok(()) => return Ok(()),
+                Err(tokio::sync::mpsc::error::TrySendError::Full(c)) => {
+                    if std::time::Instant::now() >= deadline {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "the client stopped reading",
+                        ));
+                    }
+                    chunk = c;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::BrokenPipe,
+                        "the client went away",
+                    ))
+                }
+            }
+        }
     }
 }
 
@@ -488,7 +567,9 @@ fn preview_type(name: &str) -> Option<&'static str> {
 #[derive(Deserialize, utoipa::IntoParams)]
 pub(crate) struct FileQuery {
     /// The file's absolute path in the snapshot.
-    path: String,
+    path: Option<String>,
+    /// The path's exact bytes in hex (wins over `path`).
+    path_hex: Option<String>,
     /// 1: for showing in the page (images and text only; as text/plain for text).
     inline: Option<u8>,
 }
@@ -504,7 +585,11 @@ async fn file(
     Query(q): Query<FileQuery>,
 ) -> Result<Response, ApiError> {
     auth.require(Role::Operator)?;
-    let path = snapshot_path(Some(&q.path))?;
+    if q.path.is_none() && q.path_hex.is_none() {
+        return Err(ApiError::bad_request("give path or path_hex"));
+    }
+    let path = snapshot_path_exact(q.path.as_deref(), q.path_hex.as_deref())?;
+    let shown = String::from_utf8_lossy(&path).into_owned();
     let name =
         String::from_utf8_lossy(path.rsplit(|&b| b == b'/').next().unwrap_or(b"file")).into_owned();
     // Look the file up first, so that a missing path is a 404 and the length is known.
@@ -515,7 +600,7 @@ async fn file(
         let v = view(&s.repo, &id2)?;
         let n = snapguard_engine::restore::find_node(&s.repo, v.snapshot.tree, &path2)?
             .ok_or_else(|| {
-                ApiError::not_found(format!("{} is not in snapshot {}", q.path, v.id.short()))
+                ApiError::not_found(format!("{shown} is not in snapshot {}", v.id.short()))
             })?;
         Ok((n.size, n.kind))
     })
@@ -544,7 +629,9 @@ async fn file(
         }
     }
     let who = auth.user.name.clone();
+    let permit = heavy(&app).await?;
     stream(headers, move |w| {
+        let _permit = permit;
         let s = app.0.repo.session("web: dump", true)?;
         let v = view(&s.repo, &id)?;
         snapguard_engine::browse::dump(&s.repo, &v.snapshot, &path, w)?;
@@ -558,6 +645,8 @@ async fn file(
 pub(crate) struct ArchiveQuery {
     /// The folder's absolute path in the snapshot; default `/`.
     path: Option<String>,
+    /// The path's exact bytes in hex (wins over `path`).
+    path_hex: Option<String>,
     /// tar (default) or zip.
     format: Option<String>,
 }
@@ -572,7 +661,7 @@ async fn archive(
     Query(q): Query<ArchiveQuery>,
 ) -> Result<Response, ApiError> {
     auth.require(Role::Operator)?;
-    let path = snapshot_path(q.path.as_deref())?;
+    let path = snapshot_path_exact(q.path.as_deref(), q.path_hex.as_deref())?;
     let (format, ext, mime) = match q.format.as_deref().unwrap_or("tar") {
         "tar" => (
             snapguard_engine::export::ExportFormat::Tar,
@@ -604,7 +693,9 @@ async fn archive(
         ),
     ];
     let who = auth.user.name.clone();
+    let permit = heavy(&app).await?;
     stream(headers, move |w| {
+        let _permit = permit;
         let s = app.0.repo.session("web: export", true)?;
         let v = view(&s.repo, &id)?;
         let opts = snapguard_engine::export::ExportOptions {
@@ -641,6 +732,7 @@ async fn diff(
     Query(q): Query<DiffQuery>,
 ) -> Result<Json<Value>, ApiError> {
     const MAX_CHANGES: usize = 10_000;
+    let _permit = heavy(&app).await?;
     blocking(move || {
         let s = app.0.repo.session("web: diff", true)?;
         let to = view(&s.repo, &id)?;
@@ -714,7 +806,9 @@ async fn diff(
 #[derive(Deserialize, utoipa::IntoParams)]
 pub(crate) struct VersionsQuery {
     /// The absolute path.
-    path: String,
+    path: Option<String>,
+    /// The path's exact bytes in hex (wins over `path`).
+    path_hex: Option<String>,
     /// Only snapshots of this host.
     host: Option<String>,
 }
@@ -727,7 +821,11 @@ async fn versions(
     _auth: Auth,
     Query(q): Query<VersionsQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let path = snapshot_path(Some(&q.path))?;
+    if q.path.is_none() && q.path_hex.is_none() {
+        return Err(ApiError::bad_request("give path or path_hex"));
+    }
+    let path = snapshot_path_exact(q.path.as_deref(), q.path_hex.as_deref())?;
+    let _permit = heavy(&app).await?;
     blocking(move || {
         let s = app.0.repo.session("web: versions", true)?;
         let (mut views, _) = annotate::views(&s.repo)?;
@@ -765,7 +863,8 @@ async fn versions(
             })
             .collect();
         Ok(Json(json!({
-            "path": q.path,
+            "path": String::from_utf8_lossy(&path),
+            "path_hex": std::str::from_utf8(&path).is_err().then(|| hex::encode(&path)),
             "snapshots_searched": views.len(),
             "snapshots_with_path": h.snapshots_with_path(),
             "versions": versions,
@@ -780,6 +879,8 @@ pub(crate) struct RestoreBody {
     snapshot: String,
     /// The path in the snapshot; default `/`.
     path: Option<String>,
+    /// The path's exact bytes in hex (wins over `path`).
+    path_hex: Option<String>,
     /// An absolute path on the server.
     target: String,
     /// never, if-changed (default) or always.
@@ -797,7 +898,7 @@ async fn restore(
 ) -> Result<Json<Value>, ApiError> {
     // Writing anywhere on the server as the daemon's user is an admin's right only.
     auth.require(Role::Admin)?;
-    let path = snapshot_path(body.path.as_deref())?;
+    let path = snapshot_path_exact(body.path.as_deref(), body.path_hex.as_deref())?;
     let target = std::path::PathBuf::from(&body.target);
     if !target.is_absolute() || body.target.split('/').any(|c| c == "..") {
         return Err(ApiError::bad_request(format!(
@@ -816,6 +917,7 @@ async fn restore(
             )))
         }
     };
+    let _permit = heavy(&app).await?;
     blocking(move || {
         let s = app.0.repo.session("web: restore", true)?;
         let v = view(&s.repo, &body.snapshot)?;
@@ -845,6 +947,7 @@ async fn restore(
 #[utoipa::path(get, path = "/stats", tag = "repository",
     responses((status = 200, description = "{snapshots: [...], stored_size, logical_size, dedup_ratio, compression_ratio}")))]
 async fn stats(State(app): State<AppState>, _auth: Auth) -> Result<Json<Value>, ApiError> {
+    let _permit = heavy(&app).await?;
     blocking(move || {
         let s = app.0.repo.session("web: stats", true)?;
         let (mut views, _) = annotate::views(&s.repo)?;

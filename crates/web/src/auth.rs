@@ -48,7 +48,7 @@ pub struct Auth {
     pub user: User,
     pub csrf: String,
     pub expires: i64,
-    token: String,
+    pub(crate) token: String,
 }
 
 impl Auth {
@@ -144,7 +144,8 @@ impl FromRequestParts<AppState> for Auth {
     }
 }
 
-/// Failed logins per key ("user:NAME", "addr:IP").
+/// Failed logins per key: an account from one address (`pair:`), an address (`addr:`, IPv6
+/// by its /64), and an account from anywhere (`user:`), each with its own allowance.
 #[derive(Default)]
 pub struct Limiter {
     failures: Mutex<HashMap<String, Failures>>,
@@ -156,59 +157,163 @@ struct Failures {
     count: u32,
     window_start: i64,
     blocked_until: i64,
+    /// Blocks in the current window (each doubles the next).
+    blocks: u32,
+    /// Attempts being checked right now: they count as failures until they are decided, so a
+    /// burst of parallel attempts cannot get past the allowance.
+    in_flight: u32,
 }
 
 const WINDOW: i64 = 15 * 60;
-const FREE_FAILURES: u32 = 5;
 const MAX_BLOCK: i64 = 15 * 60;
 
+/// Failures allowed in a window before a key is blocked. An account is blocked for everyone
+/// only after many more failures than from one address, so that a stranger cannot lock its
+/// owner out with a handful of wrong passwords.
+fn allowance(key: &str) -> u32 {
+    if key.starts_with("pair:") {
+        5
+    } else if key.starts_with("addr:") {
+        20
+    } else {
+        50
+    }
+}
+
+/// The keys of a login attempt. IPv6 clients are counted by their /64, which one machine
+/// usually holds whole.
+pub(crate) fn limiter_keys(user: &str, addr: Option<std::net::IpAddr>) -> Vec<String> {
+    let a = match addr {
+        Some(std::net::IpAddr::V6(v6)) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        Some(ip) => ip.to_string(),
+        None => "unknown".to_string(),
+    };
+    vec![
+        format!("pair:{user}@{a}"),
+        format!("addr:{a}"),
+        format!("user:{user}"),
+    ]
+}
+
 impl Limiter {
-    /// Seconds to wait if any of `keys` is blocked at `now`.
-    pub fn blocked(&self, keys: &[String], now: i64) -> Option<u64> {
-        let map = self.failures.lock().ok()?;
-        keys.iter()
-            .filter_map(|k| map.get(k))
-            .map(|f| f.blocked_until - now)
-            .filter(|s| *s > 0)
-            .max()
-            .map(|s| s as u64)
+    /// Start an attempt: `Err(seconds to wait)` if any key is blocked or has no allowance left
+    /// once the attempts in flight are counted; otherwise the attempt is reserved and must be
+    /// ended with [`Limiter::failed`] or [`Limiter::succeeded`].
+    pub fn begin(&self, keys: &[String], now: i64) -> Result<(), u64> {
+        let Ok(mut map) = self.failures.lock() else {
+            return Err(1);
+        };
+        // Old entries go, so the map cannot grow without bound.
+        if map.len() > 10_000 {
+            map.retain(|_, f| {
+                f.in_flight > 0 || now - f.window_start.max(f.blocked_until) < WINDOW
+            });
+        }
+        let mut wait = 0i64;
+        for k in keys {
+            if let Some(f) = map.get(k) {
+                if f.blocked_until > now {
+                    wait = wait.max(f.blocked_until - now);
+                } else if f.count + f.in_flight >= allowance(k) && now - f.window_start < WINDOW {
+                    // The allowance is taken by attempts still being checked.
+                    wait = wait.max(1);
+                }
+            }
+        }
+        if wait > 0 {
+            return Err(wait as u64);
+        }
+        for k in keys {
+            let f = map.entry(k.clone()).or_default();
+            // Quiet for a whole window after the last failure or block: start afresh.
+            if f.blocked_until <= now && now - f.window_start.max(f.blocked_until) >= WINDOW {
+                f.count = 0;
+                f.blocks = 0;
+                f.window_start = now;
+            }
+            f.in_flight += 1;
+        }
+        Ok(())
     }
 
-    /// Record a failed attempt for each of `keys`.
+    /// End a reserved attempt as failed.
     pub fn failed(&self, keys: &[String], now: i64) {
         let Ok(mut map) = self.failures.lock() else {
             return;
         };
-        // Old entries go, so the map cannot grow without bound.
-        if map.len() > 10_000 {
-            map.retain(|_, f| f.blocked_until > now || now - f.window_start < WINDOW);
-        }
         for k in keys {
             let f = map.entry(k.clone()).or_default();
-            if now - f.window_start >= WINDOW && f.blocked_until <= now {
-                *f = Failures {
-                    count: 0,
-                    window_start: now,
-                    blocked_until: 0,
-                };
-            }
+            f.in_flight = f.in_flight.saturating_sub(1);
             f.count += 1;
-            if f.count >= FREE_FAILURES {
-                let doublings = (f.count - FREE_FAILURES).min(5);
-                let block = (30i64 << doublings).min(MAX_BLOCK);
+            if f.count >= allowance(k) && f.blocked_until <= now {
+                let block = (30i64 << f.blocks.min(5)).min(MAX_BLOCK);
                 f.blocked_until = now + block;
-                // Blocked attempts keep counting within a window that lasts as long.
+                f.blocks += 1;
+                // After the block, one more failure blocks again (for twice as long).
+                f.count = allowance(k) - 1;
                 f.window_start = now;
             }
         }
     }
 
-    /// A successful login clears the account's failures.
-    pub fn succeeded(&self, key: &str) {
-        if let Ok(mut map) = self.failures.lock() {
-            map.remove(key);
+    /// End a reserved attempt as successful: the account's failures from this address are
+    /// forgotten (not the address's, nor the account's from elsewhere).
+    pub fn succeeded(&self, keys: &[String]) {
+        let Ok(mut map) = self.failures.lock() else {
+            return;
+        };
+        for k in keys {
+            if let Some(f) = map.get_mut(k) {
+                f.in_flight = f.in_flight.saturating_sub(1);
+            }
+        }
+        if let Some(pair) = keys.iter().find(|k| k.starts_with("pair:")) {
+            if map.get(pair).is_some_and(|f| f.in_flight == 0) {
+                map.remove(pair);
+            }
         }
     }
+}
+
+fn too_many(wait: u64) -> ApiError {
+    ApiError {
+        retry_after: Some(wait),
+        ..ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_attempts",
+            format!("too many failed logins; try again in {wait} s"),
+        )
+    }
+}
+
+/// Check a password off the async threads and without holding the database during the
+/// Argon2id work; at most two checks at once.
+async fn check_password(
+    app: &AppState,
+    name: &str,
+    password: &str,
+) -> Result<Option<User>, ApiError> {
+    let _permit = app
+        .0
+        .password_checks
+        .acquire()
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let app2 = app.clone();
+    let (name, password) = (
+        name.to_string(),
+        zeroize::Zeroizing::new(password.to_string()),
+    );
+    tokio::task::spawn_blocking(move || {
+        let record = app2.db(|db| db.login_record(&name))?;
+        snapguard_daemon::users::verify_login(record, &name, &password, &app2.0.hash_cost)
+            .map_err(ApiError::from)
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?
 }
 
 /// A login request.
@@ -269,69 +374,59 @@ async fn login(
     }
     let req: LoginRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("the login body is not valid: {e}")))?;
-    let addr = client.map_or("unknown".to_string(), |Extension(c)| c.0.ip().to_string());
-    let keys = vec![format!("user:{}", req.username), format!("addr:{addr}")];
-    let t = now();
-    if let Some(wait) = app.0.limiter.blocked(&keys, t) {
-        tracing::warn!(user = %req.username, %addr, "login refused: too many failed attempts");
-        return Err(ApiError {
-            retry_after: Some(wait),
-            ..ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_attempts",
-                format!("too many failed logins; try again in {wait} s"),
-            )
-        });
+    // A name that cannot be an account is refused before it is counted or logged.
+    if snapguard_daemon::users::check_user_name(&req.username).is_err() || req.password.len() > 1024
+    {
+        return Err(invalid_credentials());
     }
-    let _permit = app
-        .0
-        .password_checks
-        .acquire()
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    let app2 = app.clone();
-    let addr2 = addr.clone();
-    let outcome = tokio::task::spawn_blocking(move || {
-        let user =
-            app2.db(|db| db.authenticate(&req.username, &req.password, &app2.0.hash_cost))?;
-        match user {
-            Some(u) => {
-                let s =
-                    app2.db(|db| db.create_session(&u.name, &addr2, now(), &app2.0.sessions))?;
-                Ok::<_, ApiError>(Ok((u, s)))
-            }
-            None => Ok(Err(req.username)),
+    let ip = client.map(|Extension(c)| c.0.ip());
+    let addr = ip.map_or("unknown".to_string(), |i| i.to_string());
+    let keys = limiter_keys(&req.username, ip);
+    if let Err(wait) = app.0.limiter.begin(&keys, now()) {
+        tracing::warn!(user = %req.username, %addr, "login refused: too many failed attempts");
+        return Err(too_many(wait));
+    }
+    let user = match check_password(&app, &req.username, &req.password).await {
+        Ok(u) => u,
+        Err(e) => {
+            app.0.limiter.failed(&keys, now());
+            return Err(e);
         }
+    };
+    let Some(user) = user else {
+        app.0.limiter.failed(&keys, now());
+        tracing::warn!(user = %req.username, %addr, "failed login");
+        return Err(invalid_credentials());
+    };
+    app.0.limiter.succeeded(&keys);
+    let app2 = app.clone();
+    let (name, addr2) = (user.name.clone(), addr.clone());
+    let s = tokio::task::spawn_blocking(move || {
+        app2.db(|db| db.create_session(&name, &addr2, now(), &app2.0.sessions))
     })
     .await
     .map_err(|e| ApiError::internal(e.to_string()))??;
-    match outcome {
-        Ok((user, s)) => {
-            app.0.limiter.succeeded(&keys[0]);
-            tracing::info!(user = %user.name, %addr, "logged in");
-            let body = SessionInfo {
-                username: user.name.clone(),
-                role: user.role.as_str().into(),
-                csrf_token: s.csrf.clone(),
-                expires: rfc3339(s.expires),
-            };
-            let mut r = Json(body).into_response();
-            r.headers_mut().insert(
-                header::SET_COOKIE,
-                session_cookie(&app, &s.token, s.expires - now()),
-            );
-            Ok(r)
-        }
-        Err(name) => {
-            app.0.limiter.failed(&keys, now());
-            tracing::warn!(user = %name, %addr, "failed login");
-            Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid_credentials",
-                "wrong user name or password (or the account is disabled)",
-            ))
-        }
-    }
+    tracing::info!(user = %user.name, %addr, "logged in");
+    let body = SessionInfo {
+        username: user.name.clone(),
+        role: user.role.as_str().into(),
+        csrf_token: s.csrf.clone(),
+        expires: rfc3339(s.expires),
+    };
+    let mut r = Json(body).into_response();
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        session_cookie(&app, &s.token, s.expires - now()),
+    );
+    Ok(r)
+}
+
+fn invalid_credentials() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+        "wrong user name or password (or the account is disabled)",
+    )
 }
 
 /// The current session.
@@ -386,36 +481,24 @@ pub(crate) async fn basic_auth(
     let Some((name, password)) = text.split_once(':') else {
         return Err(ApiError::unauthenticated());
     };
-    let addr = client.map_or("unknown".to_string(), |c| c.0.ip().to_string());
-    let keys = vec![format!("user:{name}"), format!("addr:{addr}")];
-    if let Some(wait) = app.0.limiter.blocked(&keys, now()) {
-        return Err(ApiError {
-            retry_after: Some(wait),
-            ..ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_attempts",
-                format!("too many failed logins; try again in {wait} s"),
-            )
-        });
+    if snapguard_daemon::users::check_user_name(name).is_err() {
+        return Err(ApiError::unauthenticated());
     }
-    let _permit = app
-        .0
-        .password_checks
-        .acquire()
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    let app2 = app.clone();
-    let (name, password) = (name.to_string(), password.to_string());
-    let user = tokio::task::spawn_blocking(move || {
-        app2.db(|db| db.authenticate(&name, &password, &app2.0.hash_cost))
-    })
-    .await
-    .map_err(|e| ApiError::internal(e.to_string()))??;
-    match user {
-        Some(u) => Ok(Some(u)),
-        None => {
+    let ip = client.map(|c| c.0.ip());
+    let keys = limiter_keys(name, ip);
+    app.0.limiter.begin(&keys, now()).map_err(too_many)?;
+    match check_password(app, name, password).await {
+        Ok(Some(u)) => {
+            app.0.limiter.succeeded(&keys);
+            Ok(Some(u))
+        }
+        Ok(None) => {
             app.0.limiter.failed(&keys, now());
             Err(ApiError::unauthenticated())
+        }
+        Err(e) => {
+            app.0.limiter.failed(&keys, now());
+            Err(e)
         }
     }
 }
@@ -426,30 +509,77 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_limiter_blocks_after_five_failures_and_doubles() {
+    fn the_limiter_blocks_after_the_allowance_and_doubles() {
         let l = Limiter::default();
-        let k = vec!["user:a".to_string()];
-        for i in 0..4 {
+        let ip: std::net::IpAddr = "10.0.0.1".parse().unwrap();
+        let k = limiter_keys("a", Some(ip));
+        for i in 0..5 {
+            assert_eq!(l.begin(&k, 100 + i), Ok(()));
             l.failed(&k, 100 + i);
-            assert_eq!(l.blocked(&k, 100 + i), None);
         }
-        l.failed(&k, 104);
-        assert_eq!(l.blocked(&k, 104), Some(30));
-        assert_eq!(l.blocked(&k, 134), None);
+        assert_eq!(l.begin(&k, 104), Err(30), "the pair is blocked");
+        assert_eq!(l.begin(&k, 134), Ok(()));
         l.failed(&k, 134);
-        assert_eq!(l.blocked(&k, 134), Some(60));
-        for _ in 0..20 {
+        assert_eq!(l.begin(&k, 134), Err(60), "one more failure doubles");
+        // Another address may still log into the account; the blocked pair is not cleared by
+        // a success elsewhere.
+        let other = limiter_keys("a", Some("10.0.0.2".parse().unwrap()));
+        assert_eq!(l.begin(&other, 135), Ok(()));
+        l.succeeded(&other);
+        assert_eq!(l.begin(&k, 135), Err(59));
+        // Failing again each time a block ends: 120 s, 240 s, ... capped at 15 minutes.
+        let mut t = 200;
+        let mut blocks = Vec::new();
+        for _ in 0..8 {
+            assert_eq!(l.begin(&k, t), Ok(()), "blocked at {t}");
+            l.failed(&k, t);
+            let Err(wait) = l.begin(&k, t) else {
+                panic!("not blocked after a failure at {t}")
+            };
+            blocks.push(wait);
+            t += wait as i64;
+        }
+        assert_eq!(blocks.last(), Some(&900), "{blocks:?}");
+        assert!(blocks.windows(2).all(|w| w[1] >= w[0]), "{blocks:?}");
+    }
+
+    #[test]
+    fn parallel_attempts_count_before_they_are_decided() {
+        let l = Limiter::default();
+        let k = limiter_keys("a", Some("10.0.0.1".parse().unwrap()));
+        for _ in 0..5 {
+            assert_eq!(l.begin(&k, 100), Ok(()));
+        }
+        assert_eq!(l.begin(&k, 100), Err(1), "five are being checked");
+        for _ in 0..5 {
+            l.failed(&k, 101);
+        }
+        assert_eq!(l.begin(&k, 101), Err(30), "one block, not five doublings");
+    }
+
+    #[test]
+    fn an_address_and_an_account_have_their_own_allowances() {
+        let l = Limiter::default();
+        // Many accounts from one address: the address is blocked after 20.
+        for i in 0..20 {
+            let k = limiter_keys(&format!("u{i}"), Some("10.0.0.9".parse().unwrap()));
+            assert_eq!(l.begin(&k, 100), Ok(()));
+            l.failed(&k, 100);
+        }
+        let k = limiter_keys("fresh", Some("10.0.0.9".parse().unwrap()));
+        assert_eq!(l.begin(&k, 100), Err(30));
+        // IPv6 addresses of one /64 are one client.
+        let a = limiter_keys("x", Some("2001:db8:1:2::1".parse().unwrap()));
+        let b = limiter_keys("x", Some("2001:db8:1:2:ffff::9".parse().unwrap()));
+        assert_eq!(a[1], b[1]);
+        // One account from many addresses: blocked for everyone after 50.
+        for i in 0..50 {
+            let k = limiter_keys("victim", Some(std::net::IpAddr::from([10, 1, 0, i as u8])));
+            assert_eq!(l.begin(&k, 200), Ok(()));
             l.failed(&k, 200);
         }
-        assert_eq!(l.blocked(&k, 200), Some(900), "capped at 15 minutes");
-        l.succeeded("user:a");
-        assert_eq!(l.blocked(&k, 200), None);
-        // Failures spread beyond the window never block.
-        let k2 = vec!["addr:x".to_string()];
-        for i in 0..20 {
-            l.failed(&k2, i * WINDOW);
-            assert_eq!(l.blocked(&k2, i * WINDOW), None);
-        }
+        let k = limiter_keys("victim", Some("10.2.0.1".parse().unwrap()));
+        assert_eq!(l.begin(&k, 200), Err(30));
     }
 
     #[test]

@@ -56,7 +56,9 @@ async fn db<T: Send + 'static>(
 #[utoipa::path(get, path = "/jobs", tag = "jobs",
     responses((status = 200, description = "Jobs with kind, schedule, running run and last run")))]
 async fn list_jobs(State(app): State<AppState>, _auth: Auth) -> Result<Json<Vec<Value>>, ApiError> {
-    let jobs = app.0.control.jobs();
+    // The event loop answers; never wait for it on an async thread.
+    let control = app.0.control.clone();
+    let jobs = crate::api::blocking(move || Ok(control.jobs())).await?;
     let names: Vec<String> = jobs.iter().map(|j| j.name.clone()).collect();
     let last = db(&app, move |s| {
         names
@@ -154,7 +156,7 @@ async fn run_log(
     responses((status = 200, description = "text/event-stream", content_type = "text/event-stream")))]
 async fn run_events(
     State(app): State<AppState>,
-    _auth: Auth,
+    auth: Auth,
     Path(id): Path<i64>,
     headers: axum::http::HeaderMap,
 ) -> Result<Sse<impl futures_util::Stream<Item = Result<Event, std::convert::Infallible>>>, ApiError>
@@ -162,6 +164,8 @@ async fn run_events(
     let first = db(&app, move |s| s.run(id)).await?;
     struct Cursor {
         app: AppState,
+        /// The session is checked again at every poll: a stream ends with its session.
+        token: String,
         id: i64,
         after: i64,
         last_status: Option<Status>,
@@ -170,6 +174,7 @@ async fn run_events(
     }
     let cursor = Cursor {
         app,
+        token: auth.token.clone(),
         id,
         // A reconnecting EventSource says what it has seen.
         after: headers
@@ -191,8 +196,13 @@ async fn run_events(
                 return None;
             }
             let (id, after) = (c.id, c.after);
-            let polled = db(&c.app, move |s| Ok((s.log_lines(id, after)?, s.run(id)?))).await;
-            let Ok((lines, run)) = polled else {
+            let (token, limits) = (c.token.clone(), c.app.0.sessions);
+            let polled = db(&c.app, move |s| {
+                let alive = s.session(&token, crate::auth::now(), &limits)?.is_some();
+                Ok((alive, s.log_lines(id, after)?, s.run(id)?))
+            })
+            .await;
+            let Ok((true, lines, run)) = polled else {
                 return None;
             };
             for l in &lines {

@@ -65,6 +65,9 @@ pub trait Control: Send + Sync + 'static {
     fn settings(&self) -> serde_json::Value;
 }
 
+/// Long repository requests at once (see [`Inner::heavy`]).
+pub(crate) const HEAVY_REQUESTS: usize = 4;
+
 /// Everything a request may need.
 #[derive(Clone)]
 pub struct AppState(pub(crate) Arc<Inner>);
@@ -79,6 +82,9 @@ pub(crate) struct Inner {
     pub(crate) limiter: auth::Limiter,
     /// At most this many password checks (19 MiB of Argon2id each) at once.
     pub(crate) password_checks: tokio::sync::Semaphore,
+    /// Repository work that may take long (downloads, archives, versions, diffs, restores,
+    /// statistics) runs at most this many at once.
+    pub(crate) heavy: Arc<tokio::sync::Semaphore>,
     /// Whether cookies get the Secure attribute (always over HTTPS).
     pub(crate) secure_cookies: bool,
     /// The sizes of the last set of snapshots (`/stats` reads every tree to compute them).
@@ -101,6 +107,7 @@ impl AppState {
             repo,
             limiter: auth::Limiter::default(),
             password_checks: tokio::sync::Semaphore::new(2),
+            heavy: Arc::new(tokio::sync::Semaphore::new(HEAVY_REQUESTS)),
             secure_cookies,
             stats_cache: Mutex::new(None),
         })))
@@ -133,32 +140,39 @@ struct ApiDoc;
 
 /// The API routes with their OpenAPI document.
 pub fn api() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
-    let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(auth::routes())
         .merge(api::routes())
         .merge(jobs::routes())
+        .routes(utoipa_axum::routes!(openapi_json))
         .split_for_parts();
+    doc.servers = Some(vec![utoipa::openapi::Server::new("/api/v1")]);
     (router, doc)
 }
 
+/// This API's OpenAPI document.
+#[utoipa::path(get, path = "/openapi.json", tag = "api",
+    responses((status = 200, description = "The OpenAPI 3.1 document of /api/v1")))]
+async fn openapi_json(_auth: auth::Auth) -> axum::Json<utoipa::openapi::OpenApi> {
+    static DOC: std::sync::OnceLock<utoipa::openapi::OpenApi> = std::sync::OnceLock::new();
+    axum::Json(DOC.get_or_init(|| api().1).clone())
+}
+
+/// The largest request body the API takes (its bodies are small JSON objects).
+const MAX_BODY: usize = 64 * 1024;
+/// How long a client may take to send a request body.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The whole application: `/api/v1/...`, `/metrics` and the web UI.
 pub fn router(app: AppState) -> axum::Router {
-    let (api_routes, mut doc) = api();
-    doc.servers = Some(vec![utoipa::openapi::Server::new("/api/v1")]);
-    let doc = Arc::new(doc);
-    let api_routes = api_routes.route(
-        "/openapi.json",
-        axum::routing::get(move |_auth: auth::Auth| {
-            let doc = doc.clone();
-            async move { axum::Json((*doc).clone()) }
-        }),
-    );
+    let (api_routes, _) = api();
     axum::Router::new()
         .nest(
             "/api/v1",
             api_routes
                 .fallback(api_not_found)
-                .layer(axum::middleware::map_response(json_rejections)),
+                .layer(axum::middleware::map_response(json_rejections))
+                .layer(axum::middleware::from_fn(read_body)),
         )
         .route("/metrics", axum::routing::get(metrics::metrics))
         .merge(assets::routes())
@@ -166,7 +180,41 @@ pub fn router(app: AppState) -> axum::Router {
         .with_state(app)
 }
 
-async fn api_not_found(uri: axum::http::Uri) -> ApiError {
+/// Read a request's body whole, within [`MAX_BODY`] and [`BODY_TIMEOUT`], before any handler
+/// runs: a client that sends a body slowly or endlessly holds nothing else.
+async fn read_body(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let (parts, body) = req.into_parts();
+    let bytes = match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY)).await
+    {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) => {
+            return axum::response::IntoResponse::into_response(ApiError::new(
+                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                "bad_request",
+                format!("the request body is larger than {MAX_BODY} bytes, or broken"),
+            ))
+        }
+        Err(_) => {
+            return axum::response::IntoResponse::into_response(ApiError::new(
+                axum::http::StatusCode::REQUEST_TIMEOUT,
+                "bad_request",
+                "the request body did not arrive in time",
+            ))
+        }
+    };
+    next.run(axum::extract::Request::from_parts(
+        parts,
+        axum::body::Body::from(bytes),
+    ))
+    .await
+}
+
+/// Unknown API paths: 401 without a session, like every route, so that paths cannot be
+/// probed without logging in.
+async fn api_not_found(_auth: auth::Auth, uri: axum::http::Uri) -> ApiError {
     ApiError::not_found(format!("no API route {}", uri.path()))
 }
 
@@ -224,7 +272,6 @@ async fn security_headers(mut r: axum::response::Response) -> axum::response::Re
     set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     set(h, header::X_FRAME_OPTIONS, "DENY");
     set(h, header::REFERRER_POLICY, "no-referrer");
-    set(h, header::STRICT_TRANSPORT_SECURITY, "max-age=31536000");
     set(h, header::CACHE_CONTROL, "no-store");
     r
 }
@@ -256,7 +303,10 @@ pub fn spawn(options: &ServeOptions, app: AppState) -> Result<SocketAddr, ServeE
     let tls = tls::server_config(&options.tls)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
-        .max_blocking_threads(8)
+        // Session checks and database reads need a blocking thread each; downloads and other
+        // long repository work are bounded separately (`AppState::heavy`), so they never take
+        // every thread.
+        .max_blocking_threads(64)
         .thread_name("sg-web")
         .enable_all()
         .build()

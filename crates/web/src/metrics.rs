@@ -174,32 +174,34 @@ fn render(app: &AppState) -> String {
                     .map(f)
                     .sum()
             };
+            // Sums over the snapshots in the repository: they drop when snapshots are
+            // forgotten, so they are gauges.
             o.help(
-                "snapguard_snapshot_bytes_added_total",
-                "counter",
-                "Plaintext bytes new to the repository, over all snapshots.",
+                "snapguard_snapshots_bytes_added",
+                "gauge",
+                "Plaintext bytes each snapshot added to the repository, summed over its snapshots.",
             );
             o.sample(
-                "snapguard_snapshot_bytes_added_total",
+                "snapguard_snapshots_bytes_added",
                 &[],
                 sum(|s| s.bytes_added),
             );
             o.help(
-                "snapguard_snapshot_bytes_stored_total",
-                "counter",
-                "Bytes stored for new data, over all snapshots.",
+                "snapguard_snapshots_bytes_stored",
+                "gauge",
+                "Bytes stored for each snapshot's new data, summed over the snapshots.",
             );
             o.sample(
-                "snapguard_snapshot_bytes_stored_total",
+                "snapguard_snapshots_bytes_stored",
                 &[],
                 sum(|s| s.bytes_stored),
             );
             o.help(
-                "snapguard_snapshot_errors_total",
-                "counter",
-                "Entries that could not be read, over all snapshots.",
+                "snapguard_snapshots_errors",
+                "gauge",
+                "Entries that could not be read, summed over the snapshots.",
             );
-            o.sample("snapguard_snapshot_errors_total", &[], sum(|s| s.errors));
+            o.sample("snapguard_snapshots_errors", &[], sum(|s| s.errors));
             // The newest snapshot of each source.
             let mut latest: BTreeMap<(String, String), i64> = BTreeMap::new();
             for v in &views {

@@ -18,7 +18,12 @@ pub struct RepoAccess {
     opener: Opener,
     owner: LockOwner,
     base: Mutex<Option<Repository>>,
+    /// The last failure to open, and when: requests within [`RETRY_OPEN`] get it again
+    /// instead of each unlocking (Argon2id) in turn.
+    failed: Mutex<Option<(std::time::Instant, String)>>,
 }
+
+const RETRY_OPEN: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A request's session: the repository and the lock that keeps it from being pruned.
 pub struct Session {
@@ -32,6 +37,7 @@ impl RepoAccess {
             opener,
             owner,
             base: Mutex::new(None),
+            failed: Mutex::new(None),
         }
     }
 
@@ -43,14 +49,27 @@ impl RepoAccess {
                 .lock()
                 .map_err(|_| ApiError::internal("the repository handle is poisoned"))?;
             if base.is_none() {
-                let r = (self.opener)().map_err(|e| {
+                let unavailable = |e: &str| {
                     ApiError::new(
                         axum::http::StatusCode::BAD_GATEWAY,
                         "repository",
                         format!("cannot open the repository: {e}"),
                     )
-                })?;
-                *base = Some(r);
+                };
+                if let Some((at, e)) = self.failed.lock().ok().and_then(|f| f.clone()) {
+                    if at.elapsed() < RETRY_OPEN {
+                        return Err(unavailable(&e));
+                    }
+                }
+                match (self.opener)() {
+                    Ok(r) => *base = Some(r),
+                    Err(e) => {
+                        if let Ok(mut f) = self.failed.lock() {
+                            *f = Some((std::time::Instant::now(), e.clone()));
+                        }
+                        return Err(unavailable(&e));
+                    }
+                }
             }
             match base.as_ref() {
                 Some(b) => b.session(),

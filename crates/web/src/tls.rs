@@ -31,6 +31,9 @@ pub enum TlsError {
     Config(String),
 }
 
+/// Open connections at most.
+const MAX_CONNECTIONS: usize = 256;
+
 /// The peer address of a connection, for rate limiting and the audit.
 #[derive(Clone, Copy, Debug)]
 pub struct ClientAddr(pub SocketAddr);
@@ -47,6 +50,20 @@ pub fn ensure_self_signed(dir: &Path, names: &[String]) -> Result<(PathBuf, Path
     let cert = dir.join("cert.pem");
     let key = dir.join("key.pem");
     if cert.exists() && key.exists() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::symlink_metadata(&key)
+            .map_err(|e| file_err(&key, e))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(file_err(
+                &key,
+                format!(
+                    "the private key is readable by others (mode {:o}); chmod 600 it, or delete both files to make a new pair",
+                    mode & 0o777
+                ),
+            ));
+        }
         return Ok((cert, key));
     }
     std::fs::create_dir_all(dir).map_err(|e| file_err(dir, e))?;
@@ -68,10 +85,15 @@ pub fn ensure_self_signed(dir: &Path, names: &[String]) -> Result<(PathBuf, Path
     {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
+        // Left over from an interrupted start (never followed if it is a link: create_new).
+        match std::fs::remove_file(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(file_err(&tmp, e)),
+        }
         let mut f = std::fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(0o600)
             .open(&tmp)
             .map_err(|e| file_err(&tmp, e))?;
@@ -120,6 +142,9 @@ pub(crate) async fn serve(
     router: Router,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    // Connections beyond this many are closed at once, so that a flood cannot take every file
+    // descriptor the daemon's jobs need.
+    let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -130,9 +155,15 @@ pub(crate) async fn serve(
                 continue;
             }
         };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "web server: {MAX_CONNECTIONS} connections are open; closing this one");
+            drop(tcp);
+            continue;
+        };
         let acceptor = acceptor.clone();
         let svc = router.clone().layer(axum::Extension(ClientAddr(peer)));
         tokio::spawn(async move {
+            let _permit = permit;
             let tls =
                 match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
                     Ok(Ok(s)) => s,

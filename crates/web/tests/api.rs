@@ -1704,9 +1704,15 @@ async fn security_headers_and_unknown_routes() {
     let f = Fixture::new();
     // `send` checks Content-Security-Policy and nosniff on every answer of every test; here
     // the remaining kinds of answers.
+    // Unknown paths cannot be probed without a session.
     let r = f
         .send(Request::get("/api/v1/nope").body(Body::empty()).unwrap())
         .await;
+    assert_eq!(
+        r.error(),
+        (StatusCode::UNAUTHORIZED, "unauthenticated".into())
+    );
+    let r = f.get(&f.viewer().await, "/api/v1/nope").await;
     assert_eq!(r.error(), (StatusCode::NOT_FOUND, "not_found".into()));
     assert!(r
         .header("content-type")
@@ -1774,4 +1780,89 @@ async fn security_headers_and_unknown_routes() {
     // The web UI's page.
     let r = f.send(Request::get("/").body(Body::empty()).unwrap()).await;
     assert_eq!(r.status, StatusCode::OK);
+}
+
+// 15. Limits found by review: comments, locks, bodies, streams of a session that ended, the
+// OpenAPI document itself.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_past_the_limits_are_refused() {
+    let f = Fixture::new();
+    let (op, admin) = (f.operator().await, f.admin().await);
+    let uri = format!("/api/v1/snapshots/{}/comment", f.new_id);
+    let r = f
+        .put(&op, &uri, json!({"comment": "red \u{1b}[31m alert"}))
+        .await;
+    assert_eq!(r.error().1, "bad_request", "{}", r.text());
+    let r = f
+        .put(&op, &uri, json!({"comment": "two lines\n\tand a tab"}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let lock = format!("/api/v1/snapshots/{}/lock", f.new_id);
+    for d in ["292471208677y195d15h", "101y"] {
+        let r = f.post(&admin, &lock, json!({"duration": d})).await;
+        assert_eq!(r.error().1, "bad_request", "{d}: {}", r.text());
+    }
+    let r = f
+        .post(&admin, &lock, json!({"until": "9999-01-01T00:00:00Z"}))
+        .await;
+    assert_eq!(r.error().1, "bad_request", "{}", r.text());
+    let r = f
+        .get(&admin, &format!("/api/v1/snapshots/{}", f.new_id))
+        .await;
+    assert!(r.json()["locked_until"].is_null(), "{}", r.text());
+    // A body over 64 KiB is refused before any handler reads it.
+    let big = "x".repeat(70 * 1024);
+    let r = f.put(&op, &uri, json!({ "comment": big })).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.text());
+    let r = f
+        .send(
+            Request::post("/api/v1/session")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(format!(
+                    "{{\"username\":\"{big}\",\"password\":\"x\"}}"
+                )))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.text());
+    // Names that cannot be accounts are refused without being counted: the real account
+    // can still log in after many of them.
+    for _ in 0..10 {
+        let r = f.send(login_request("admin\nINFO forged", "x")).await;
+        assert_eq!(r.error().1, "invalid_credentials");
+    }
+    f.login("admin", ADMIN_PW).await;
+    // The OpenAPI document lists itself.
+    let doc = f.get(&admin, "/api/v1/openapi.json").await.json();
+    assert!(doc["paths"]["/openapi.json"]["get"].is_object(), "{doc:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_stream_ends_with_its_session() {
+    let f = Fixture::new();
+    let v = f.viewer().await;
+    // A run that never ends: its stream would go on for ever.
+    let st = State::open(&f.state_dir).unwrap();
+    let run = st.start_run("nightly", Trigger::Manual, now()).unwrap();
+    st.log(run, now(), "info", "working").unwrap();
+    let resp = f
+        .app
+        .clone()
+        .oneshot(v.req(Method::GET, &format!("/api/v1/runs/{run}/events"), None))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body = resp.into_body();
+    // Disable the account: its sessions end, and so must the stream.
+    st.set_disabled("viewer", true).unwrap();
+    let all = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        axum::body::to_bytes(body, 1 << 20),
+    )
+    .await
+    .expect("the stream did not end when its session did")
+    .unwrap();
+    let text = String::from_utf8_lossy(&all);
+    assert!(!text.contains("event: end"), "{text}");
 }

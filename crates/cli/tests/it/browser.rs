@@ -53,7 +53,10 @@ fn start_chromedriver(log: &Path) -> Driver {
     let driver = Driver { child, port };
     let t0 = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(t0.elapsed() < Duration::from_secs(20), "chromedriver did not listen");
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "chromedriver did not listen"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     driver
@@ -63,8 +66,7 @@ fn artifacts() -> PathBuf {
     let dir = std::env::var_os("SNAPGUARD_TEST_ARTIFACTS")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../../target/test-artifacts")
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-artifacts")
         })
         .join("browser");
     std::fs::create_dir_all(&dir).expect("artifacts dir");
@@ -98,7 +100,10 @@ async fn wait_js(d: &Arc<WebDriver>, what: &str, script: &str) -> Value {
                 .await
                 .map(|r| r.json().clone())
                 .unwrap_or(Value::Null);
-            panic!("timed out waiting for {what}; screenshot {}; page: {body}", shot.display());
+            panic!(
+                "timed out waiting for {what}; screenshot {}; page: {body}",
+                shot.display()
+            );
         }
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
@@ -108,7 +113,9 @@ async fn click(d: &Arc<WebDriver>, css: &str) {
     wait_js(
         d,
         css,
-        &format!("const e = document.querySelector({css:?}); return !!e && e.offsetParent !== null;"),
+        &format!(
+            "const e = document.querySelector({css:?}); return !!e && e.offsetParent !== null;"
+        ),
     )
     .await;
     d.find(By::Css(css))
@@ -123,7 +130,10 @@ async fn shot(d: &Arc<WebDriver>, name: &str) {
     let path = artifacts().join(format!("{name}.png"));
     d.screenshot(&path).await.expect("screenshot");
     let png = std::fs::read(&path).expect("screenshot file");
-    assert!(png.starts_with(b"\x89PNG") && png.len() > 2000, "{name}: not a real PNG");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 2000,
+        "{name}: not a real PNG"
+    );
 }
 
 fn wait_for_file(dir: &Path, name: &str) -> Vec<u8> {
@@ -185,16 +195,31 @@ fn the_web_ui_in_chromium() {
     let state_arg = state.display().to_string();
     let mut add = sg.command();
     add.env("SNAPGUARD_NEW_PASSWORD", PASSWORD).args([
-        "user", "add", "admin", "--role", "admin", "--state-dir", &state_arg,
+        "user",
+        "add",
+        "admin",
+        "--role",
+        "admin",
+        "--state-dir",
+        &state_arg,
     ]);
     add.assert().success();
     let mut daemon = Bg::spawn(&sg, &[os("daemon"), os("--state-dir"), os(&state_arg)]);
     let t0 = Instant::now();
     let port = loop {
         if let Ok(s) = std::fs::read_to_string(state.join("web-address")) {
-            break s.trim().rsplit_once(':').expect("addr").1.parse::<u16>().expect("port");
+            break s
+                .trim()
+                .rsplit_once(':')
+                .expect("addr")
+                .1
+                .parse::<u16>()
+                .expect("port");
         }
-        assert!(daemon.running() && t0.elapsed() < Duration::from_secs(30), "no web address");
+        assert!(
+            daemon.running() && t0.elapsed() < Duration::from_secs(30),
+            "no web address"
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     let downloads = ws.path("downloads");
@@ -350,12 +375,8 @@ fn the_web_ui_in_chromium() {
         wait_js(&d, "the versions", "return document.querySelectorAll('#tm-timeline .tm-version').length === 2").await;
         shot(&d, "timemachine-phone-light").await;
 
-        Arc::try_unwrap(d)
-            .map(|d| async move { d.quit().await })
-            .ok()
-            .expect("one driver handle")
-            .await
-            .expect("quit");
+        let d = Arc::try_unwrap(d).unwrap_or_else(|_| panic!("the driver is still shared"));
+        d.quit().await.expect("quit");
     });
     // The restored folder holds the newest contents.
     let restored_readme = walk_find(&restore_target, "readme.txt").expect("restored readme");

@@ -1,11 +1,14 @@
 //! End-to-end tests of the `snapguard` binary (one test binary, many modules).
 
+mod browser;
 mod btrfs_backup;
 mod commands;
 mod config;
 mod copy;
 mod crash;
 mod daemon;
+mod daemon_restore;
+mod desktop_notify;
 mod errors;
 mod fidelity;
 mod golden;
@@ -26,5 +29,4 @@ mod support;
 mod throttle;
 mod transfer;
 mod user;
-mod browser;
 mod web;

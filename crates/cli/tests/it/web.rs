@@ -406,3 +406,67 @@ fn listen_and_certificate_settings_are_checked_and_used() {
     daemon.signal(rustix::process::Signal::TERM);
     assert_eq!(daemon.finish().code, Some(0));
 }
+
+#[test]
+fn names_that_are_not_utf8_are_reached_byte_exact() {
+    use std::os::unix::ffi::OsStrExt;
+    let Setup { ws, sg, state, src } = setup("");
+    // Two names that read the same once made valid UTF-8: only path_hex tells them apart.
+    let dir = src.join("odd");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let raw = dir.join(std::ffi::OsStr::from_bytes(b"bad\xff.txt"));
+    let lookalike = dir.join("bad\u{fffd}.txt");
+    std::fs::write(&raw, b"the raw name\n").expect("write");
+    std::fs::write(&lookalike, b"the replacement character\n").expect("write");
+    sg.backup(&[&src], &[]);
+    let state_arg = state.display().to_string();
+    let mut daemon = Bg::spawn(&sg, &[os("daemon"), os("--state-dir"), os(&state_arg)]);
+    let port = wait_for_address(&state, &mut daemon);
+    let mut c = Client {
+        base: format!("https://localhost:{port}"),
+        ca: state.join("tls/cert.pem"),
+        jar: ws.path("cookies"),
+        csrf: String::new(),
+    };
+    assert_eq!(c.login("admin", ADMIN_PASSWORD).status, 200);
+    let tree = c
+        .get(&format!(
+            "/api/v1/snapshots/latest/tree?path={}",
+            dir.display()
+        ))
+        .json();
+    let entries = tree["entries"].as_array().expect("entries");
+    assert_eq!(entries.len(), 2, "{tree:#}");
+    let hex = entries
+        .iter()
+        .find_map(|e| e["path_hex"].as_str())
+        .unwrap_or_else(|| panic!("no path_hex: {tree:#}"));
+    assert_eq!(hex::decode(hex).expect("hex"), raw.as_os_str().as_bytes());
+    let exact = c.get(&format!("/api/v1/snapshots/latest/file?path_hex={hex}"));
+    assert_eq!(exact.body, "the raw name\n");
+    let by_text = c.get(&format!(
+        "/api/v1/snapshots/latest/file?path={}/bad%EF%BF%BD.txt",
+        dir.display()
+    ));
+    assert_eq!(by_text.body, "the replacement character\n");
+    let versions = c.get(&format!("/api/v1/versions?path_hex={hex}")).json();
+    assert_eq!(
+        versions["versions"].as_array().map(Vec::len),
+        Some(1),
+        "{versions:#}"
+    );
+    assert_eq!(versions["path_hex"], hex);
+    // Restore to the server, byte-exact.
+    let target = ws.path("restored");
+    let body = serde_json::json!({
+        "snapshot": "latest", "path_hex": hex, "target": target.display().to_string()
+    })
+    .to_string();
+    let r = c.send("POST", "/api/v1/restore", Some(&body));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let got = std::fs::read(target.join(std::ffi::OsStr::from_bytes(b"bad\xff.txt")))
+        .expect("the restored file has the raw name");
+    assert_eq!(got, b"the raw name\n");
+    daemon.signal(rustix::process::Signal::TERM);
+    assert_eq!(daemon.finish().code, Some(0));
+}
