@@ -466,6 +466,21 @@ pub fn daemon(g: &GlobalArgs, a: &DaemonArgs) -> Result<i32> {
         .values()
         .any(|j| matches!(j.timing, snapguard_policy::jobs::Timing::Idle { .. }));
     let mut last_sample: Option<IdleSample> = None;
+    // A run asked for on the control socket or the web API; its run id.
+    let start_manual = |job: &str, running: &mut BTreeMap<String, Running>| -> Result<i64> {
+        start_job(
+            &state,
+            &exe,
+            &env,
+            &jobs,
+            job,
+            Trigger::Manual,
+            &tx,
+            running,
+            &pass_flags,
+        )?;
+        Ok(running.get(job).map_or(0, |r| r.run))
+    };
     loop {
         let t = now();
         // The machine is read only for idle jobs, and at most every 10 s (the loop wakes
@@ -600,18 +615,7 @@ pub fn daemon(g: &GlobalArgs, a: &DaemonArgs) -> Result<i32> {
                         &state,
                         &mut running,
                         &mut |job: &str, running: &mut BTreeMap<String, Running>| {
-                            start_job(
-                                &state,
-                                &exe,
-                                &env,
-                                &jobs,
-                                job,
-                                Trigger::Manual,
-                                &tx,
-                                running,
-                                &pass_flags,
-                            )?;
-                            Ok(running.get(job).map_or(0, |r| r.run))
+                            start_manual(job, running)
                         },
                     );
                     let _ = inc.reply.send(answer);
@@ -663,20 +667,7 @@ pub fn daemon(g: &GlobalArgs, a: &DaemonArgs) -> Result<i32> {
                         &jobs,
                         &mut scheduler,
                         &state,
-                        &mut |job: &str| {
-                            start_job(
-                                &state,
-                                &exe,
-                                &env,
-                                &jobs,
-                                job,
-                                Trigger::Manual,
-                                &tx,
-                                &mut running,
-                                &pass_flags,
-                            )?;
-                            Ok(running.get(job).map_or(0, |r| r.run))
-                        },
+                        &mut |job: &str| start_manual(job, &mut running),
                     );
                     let _ = inc.reply.send(answer);
                 }

@@ -752,6 +752,7 @@ async fn diff(
         let mut totals: BTreeMap<&'static str, u64> = BTreeMap::new();
         let mut groups: BTreeMap<String, BTreeMap<&'static str, u64>> = BTreeMap::new();
         let mut count = 0usize;
+        let sources: Vec<String> = to.snapshot.display_paths();
         snapguard_engine::browse::diff(&s.repo, &from.snapshot, &to.snapshot, &mut |p, c, n| {
             let key = match c {
                 snapguard_engine::browse::Change::Added => "added",
@@ -762,18 +763,10 @@ async fn diff(
             count += 1;
             let bytes = if n.kind == NodeKind::File { n.size } else { 0 };
             *totals.entry(key).or_default() += bytes;
-            // Group by the first two components ("/home/alice").
+            // Group by the first component below the backed-up path it lies in
+            // ("/home" backed up: "/home/alice"), else by the path itself.
             let text = String::from_utf8_lossy(p).into_owned();
-            let group: String = {
-                let comps: Vec<&str> = text.split('/').filter(|c| !c.is_empty()).take(2).collect();
-                if n.kind == NodeKind::Dir && comps.len() < 2 {
-                    format!("/{}", comps.join("/"))
-                } else if comps.len() < 2 {
-                    "/".to_string()
-                } else {
-                    format!("/{}", comps.join("/"))
-                }
-            };
+            let group = group_of(&text, &sources);
             *groups.entry(group).or_default().entry(key).or_default() += bytes;
             if changes.len() < MAX_CHANGES {
                 changes.push(json!({
@@ -801,6 +794,34 @@ async fn diff(
         })))
     })
     .await
+}
+
+/// The treemap group of a changed path: the backed-up path it lies in plus the next
+/// component, or the path itself when it lies in none (a parent of the backed-up paths).
+fn group_of(path: &str, sources: &[String]) -> String {
+    let source = sources
+        .iter()
+        .filter(|s| {
+            let s = s.trim_end_matches('/');
+            path == s || path.starts_with(&format!("{s}/")) || s.is_empty()
+        })
+        .max_by_key(|s| s.len());
+    match source {
+        Some(s) => {
+            let s = s.trim_end_matches('/');
+            match path[s.len()..].trim_start_matches('/').split('/').next() {
+                Some(c) if !c.is_empty() => format!("{s}/{c}"),
+                _ => {
+                    if s.is_empty() {
+                        "/".into()
+                    } else {
+                        s.to_string()
+                    }
+                }
+            }
+        }
+        None => path.to_string(),
+    }
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -1005,4 +1026,21 @@ async fn stats(State(app): State<AppState>, _auth: Auth) -> Result<Json<Value>, 
         Ok(Json(out))
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn changes_are_grouped_below_the_backed_up_paths() {
+        let sources = vec!["/home".to_string(), "/srv/data".to_string()];
+        let g = |p: &str| super::group_of(p, &sources);
+        assert_eq!(g("/home/alice/docs/a.txt"), "/home/alice");
+        assert_eq!(g("/home/alice"), "/home/alice");
+        assert_eq!(g("/home"), "/home");
+        assert_eq!(g("/srv/data/db/x"), "/srv/data/db");
+        assert_eq!(g("/srv"), "/srv", "a parent of a backed-up path");
+        assert_eq!(g("/homework/x"), "/homework/x", "not below /home");
+        let root = vec!["/".to_string()];
+        assert_eq!(super::group_of("/etc/passwd", &root), "/etc");
+    }
 }

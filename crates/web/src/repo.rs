@@ -17,7 +17,8 @@ pub type Opener = Box<dyn Fn() -> Result<Repository, String> + Send + Sync>;
 pub struct RepoAccess {
     opener: Opener,
     owner: LockOwner,
-    base: Mutex<Option<Repository>>,
+    /// The unlocked repository and the bytes of its config file when it was opened.
+    base: Mutex<Option<(Repository, Vec<u8>)>>,
     /// The last failure to open, and when: requests within [`RETRY_OPEN`] get it again
     /// instead of each unlocking (Argon2id) in turn.
     failed: Mutex<Option<(std::time::Instant, String)>>,
@@ -48,6 +49,19 @@ impl RepoAccess {
                 .base
                 .lock()
                 .map_err(|_| ApiError::internal("the repository handle is poisoned"))?;
+            // The config can change under a running daemon (`append-only`, a new key slot
+            // scheme, object lock): read it each time (one small read) and unlock again when
+            // it has, so that no request acts on an old one.
+            if let Some((r, bytes)) = base.as_ref() {
+                match snapguard_engine::probe(r.backend()) {
+                    Ok((_, now)) if &now == bytes => {}
+                    Ok(_) => {
+                        tracing::info!("the repository's config changed; unlocking it again");
+                        *base = None;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
             if base.is_none() {
                 let unavailable = |e: &str| {
                     ApiError::new(
@@ -61,8 +75,12 @@ impl RepoAccess {
                         return Err(unavailable(&e));
                     }
                 }
-                match (self.opener)() {
-                    Ok(r) => *base = Some(r),
+                match (self.opener)().and_then(|r| {
+                    snapguard_engine::probe(r.backend())
+                        .map(|(_, bytes)| (r, bytes))
+                        .map_err(|e| e.to_string())
+                }) {
+                    Ok(pair) => *base = Some(pair),
                     Err(e) => {
                         if let Ok(mut f) = self.failed.lock() {
                             *f = Some((std::time::Instant::now(), e.clone()));
@@ -72,7 +90,7 @@ impl RepoAccess {
                 }
             }
             match base.as_ref() {
-                Some(b) => b.session(),
+                Some((b, _)) => b.session(),
                 None => return Err(ApiError::internal("the repository did not open")),
             }
         };
@@ -84,13 +102,5 @@ impl RepoAccess {
             }
         }
         Ok(Session { repo, _lock: lock })
-    }
-
-    /// Forget the unlocked repository (its keys may have changed); the next request opens it
-    /// again.
-    pub fn reset(&self) {
-        if let Ok(mut b) = self.base.lock() {
-            *b = None;
-        }
     }
 }

@@ -1866,3 +1866,35 @@ async fn an_event_stream_ends_with_its_session() {
     let text = String::from_utf8_lossy(&all);
     assert!(!text.contains("event: end"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_changed_elsewhere_is_seen_by_the_next_request() {
+    let f = Fixture::new();
+    let v = f.viewer().await;
+    let r = f.get(&v, "/api/v1/repository").await;
+    assert_eq!(r.json()["append_only"], false, "{}", r.text());
+    // Another process switches the repository to append-only mode.
+    let mut other = Repository::open(
+        Arc::new(LocalBackend::new(f.dir.path().join("repo"))),
+        &[secret()],
+    )
+    .unwrap();
+    other.enable_append_only().unwrap();
+    let r = f.get(&v, "/api/v1/repository").await;
+    assert_eq!(r.json()["append_only"], true, "{}", r.text());
+    // And what append-only forbids is refused by the API too.
+    let admin = f.admin().await;
+    let r = f
+        .post(
+            &admin,
+            &format!("/api/v1/snapshots/{}/lock", f.new_id),
+            json!({"duration": "1d"}),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "locks are additions: {}",
+        r.text()
+    );
+}

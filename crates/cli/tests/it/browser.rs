@@ -193,35 +193,9 @@ fn the_web_ui_in_chromium() {
     ));
     let state = ws.path("state");
     let state_arg = state.display().to_string();
-    let mut add = sg.command();
-    add.env("SNAPGUARD_NEW_PASSWORD", PASSWORD).args([
-        "user",
-        "add",
-        "admin",
-        "--role",
-        "admin",
-        "--state-dir",
-        &state_arg,
-    ]);
-    add.assert().success();
+    crate::web::add_admin(&sg, &state, PASSWORD);
     let mut daemon = Bg::spawn(&sg, &[os("daemon"), os("--state-dir"), os(&state_arg)]);
-    let t0 = Instant::now();
-    let port = loop {
-        if let Ok(s) = std::fs::read_to_string(state.join("web-address")) {
-            break s
-                .trim()
-                .rsplit_once(':')
-                .expect("addr")
-                .1
-                .parse::<u16>()
-                .expect("port");
-        }
-        assert!(
-            daemon.running() && t0.elapsed() < Duration::from_secs(30),
-            "no web address"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let port = crate::web::wait_for_address(&state, &mut daemon);
     let downloads = ws.path("downloads");
     std::fs::create_dir_all(&downloads).expect("mkdir");
     let chromedriver = start_chromedriver(&artifacts().join("chromedriver.log"));
@@ -290,6 +264,11 @@ fn the_web_ui_in_chromium() {
         click(&d, "a[data-nav=snapshots]").await;
         wait_js(&d, "the snapshots table", "return document.querySelectorAll('#snapshots-table tr[data-snapshot]').length === 2").await;
         shot(&d, "snapshots-desktop").await;
+        // Compare the newest with the one before: the treemap of changed bytes and the list.
+        click(&d, "#snapshots-table a[data-action=compare]").await;
+        wait_js(&d, "the treemap", "const t = document.querySelector('svg#diff-treemap'); return t && t.querySelectorAll('rect').length > 0").await;
+        wait_js(&d, "the changed file", "const t = document.querySelector('#diff-table'); return t && t.innerText.includes('readme.txt')").await;
+        shot(&d, "diff-desktop").await;
 
         // Browse the newest snapshot down to docs/.
         let latest = sg.run(["--json", "snapshots"]).expect_code(0).json();
@@ -330,6 +309,17 @@ fn the_web_ui_in_chromium() {
         click(&d, "#tm-download").await;
         let got = wait_for_file(&downloads, "readme.txt");
         assert_eq!(got, v1, "the downloaded old version differs from the original");
+        // The newer version against the older one, line by line.
+        let versions = d.find_all(By::Css("#tm-timeline .tm-version")).await.expect("versions");
+        versions[1].click().await.expect("select the newer version");
+        click(&d, "#tm-details [data-action=compare]").await;
+        let diff = wait_js(&d, "the line diff", "const p = document.querySelector('pre.diff-view'); return p && p.innerText").await;
+        let diff = diff.as_str().unwrap_or_default();
+        assert!(
+            diff.contains("- the first version of the readme")
+                && diff.contains("+ the second version of the readme, longer"),
+            "{diff}"
+        );
 
         // Dark mode, remembered across a reload.
         d.goto(format!("{base}/#/dashboard")).await.expect("dashboard");

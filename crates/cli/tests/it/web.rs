@@ -97,7 +97,7 @@ impl Client {
 }
 
 /// The address the daemon's web server listens on (it writes it once bound).
-fn wait_for_address(state: &Path, daemon: &mut Bg) -> u16 {
+pub(crate) fn wait_for_address(state: &Path, daemon: &mut Bg) -> u16 {
     let t0 = Instant::now();
     loop {
         if let Ok(s) = std::fs::read_to_string(state.join("web-address")) {
@@ -167,8 +167,14 @@ fn setup(extra_config: &str) -> Setup {
         ws.path("daemon.sock").into(),
     ));
     let state = ws.path("state");
+    add_admin(&sg, &state, ADMIN_PASSWORD);
+    Setup { ws, sg, state, src }
+}
+
+/// `snapguard user add admin --role admin` in the daemon's state directory.
+pub(crate) fn add_admin(sg: &Sg, state: &Path, password: &str) {
     let mut add = sg.command();
-    add.env("SNAPGUARD_NEW_PASSWORD", ADMIN_PASSWORD).args([
+    add.env("SNAPGUARD_NEW_PASSWORD", password).args([
         "user",
         "add",
         "admin",
@@ -178,7 +184,6 @@ fn setup(extra_config: &str) -> Setup {
         state.to_str().expect("utf-8"),
     ]);
     add.assert().success();
-    Setup { ws, sg, state, src }
 }
 
 #[test]
