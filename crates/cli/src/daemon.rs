@@ -397,7 +397,26 @@ fn signal_group(child: &Child, sig: rustix::process::Signal) {
     let _ = rustix::process::kill_process_group(pid, sig);
 }
 
+/// Close the file descriptors the daemon inherited beyond stdin, stdout and stderr (a shell's,
+/// sudo's): the processes it starts as other users (tar for a user's restore, gdbus for their
+/// desktop) must not get them.
+fn close_inherited_fds() {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<i32> = dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd > 2)
+        .collect();
+    // The directory's own descriptor is in the list and closed by now: EBADF is fine.
+    for fd in fds {
+        let _ = nix::unistd::close(fd);
+    }
+}
+
 pub fn daemon(g: &GlobalArgs, a: &DaemonArgs) -> Result<i32> {
+    close_inherited_fds();
     let jobs = g.settings.jobs.clone();
     let state = State::open(&a.state_dir)?;
     let _lock = lock_state_dir(&a.state_dir)?;

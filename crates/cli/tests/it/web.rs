@@ -475,3 +475,38 @@ fn names_that_are_not_utf8_are_reached_byte_exact() {
     daemon.signal(rustix::process::Signal::TERM);
     assert_eq!(daemon.finish().code, Some(0));
 }
+
+/// Descriptors the daemon inherits (from a shell, sudo) are closed at start, so that nothing
+/// it starts as another user (tar for a restore, gdbus) can use them.
+#[test]
+fn the_daemon_keeps_no_inherited_descriptors() {
+    let Setup {
+        ws: _ws,
+        mut sg,
+        state,
+        ..
+    } = setup("");
+    sg.wrapper = vec![
+        "sh".into(),
+        "-c".into(),
+        "exec 7</etc/hostname 9</etc/hostname; exec \"$0\" \"$@\"".into(),
+    ];
+    let state_arg = state.display().to_string();
+    let mut daemon = Bg::spawn(&sg, &[os("daemon"), os("--state-dir"), os(&state_arg)]);
+    wait_for_address(&state, &mut daemon);
+    let fds = Path::new("/proc").join(daemon.pid().to_string()).join("fd");
+    let open: Vec<String> = std::fs::read_dir(&fds)
+        .expect("the daemon's fds")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    for fd in ["7", "9"] {
+        let target = std::fs::read_link(fds.join(fd)).ok();
+        assert!(
+            target.as_deref() != Some(Path::new("/etc/hostname")),
+            "inherited fd {fd} is still open: {open:?}"
+        );
+    }
+    daemon.signal(rustix::process::Signal::TERM);
+    assert_eq!(daemon.finish().code, Some(0));
+}
