@@ -133,7 +133,7 @@ pub struct Notify {
     pub smtp_ca_file: Option<PathBuf>,
     /// Desktop notifications over the freedesktop D-Bus interface, on users' session buses.
     pub desktop: bool,
-    /// Only these users' sessions get desktop notifications (default: every regular user's).
+    /// The users whose sessions get desktop notifications (required with `desktop = true`).
     pub desktop_users: Option<Vec<String>>,
 }
 
@@ -202,8 +202,8 @@ impl TryFrom<NotifyKeys> for Notify {
             }
             Some(users) if users.is_empty() => {
                 return Err(
-                    "desktop_users is empty: leave it out to notify every user's \
-                            session, or name the users"
+                    "desktop_users is empty: name the users whose desktops get job \
+                            results, or leave out desktop = true"
                         .into(),
                 )
             }
@@ -213,6 +213,13 @@ impl TryFrom<NotifyKeys> for Notify {
                 }) {
                     return Err(format!("desktop_users: {bad:?} is not a user name"));
                 }
+            }
+            None if k.desktop => {
+                return Err(
+                    "desktop = true needs desktop_users = [\"name\", ...]: the users whose \
+                            desktops get job results (nobody else is notified)"
+                        .into(),
+                )
             }
             None => {}
         }
@@ -676,12 +683,9 @@ mod tests {
 
         assert!(!n.desktop && n.email());
 
-        // Desktop notifications alone: no e-mail keys needed.
-        let n = parse("[notify]\ndesktop = true\n")
-            .expect("valid")
-            .notify
-            .expect("notify");
-        assert!(n.desktop && !n.email() && n.desktop_users.is_none());
+        // Desktop notifications alone: no e-mail keys needed, but the users to notify.
+        let e = err("[notify]\ndesktop = true\n");
+        assert!(e.contains("desktop = true needs desktop_users"), "{e}");
         let n = parse("[notify]\ndesktop = true\ndesktop_users = [\"alice\", \"bob\"]\n")
             .expect("valid")
             .notify

@@ -461,9 +461,11 @@ pub fn daemon(g: &GlobalArgs, a: &DaemonArgs) -> Result<i32> {
         .context("cannot start the signal thread")?;
 
     let ctl_tx = std::sync::Mutex::new(tx.clone());
-    crate::control::serve(&a.socket, move |inc| {
-        ctl_tx.lock().ok()?.send(Event::Control(inc)).ok()
-    })?;
+    crate::control::serve(
+        &a.socket,
+        g.settings.daemon.allow_users.clone(),
+        move |inc| ctl_tx.lock().ok()?.send(Event::Control(inc)).ok(),
+    )?;
     if let Some(addr) = crate::web::start(g, a, tx.clone())? {
         eprintln!("snapguard daemon: web UI and API at https://{addr}/");
         let _ = std::fs::write(a.state_dir.join("web-address"), format!("{addr}\n"));
@@ -701,7 +703,15 @@ pub fn daemon(g: &GlobalArgs, a: &DaemonArgs) -> Result<i32> {
                         running.len()
                     );
                     stop_all(&state, &mut running);
+                    // Restores through the socket are cut off and told so.
+                    crate::daemon_restore::stop_all(if sig == signal_hook::consts::SIGINT {
+                        "SIGINT"
+                    } else {
+                        "SIGTERM"
+                    });
                     let _ = std::fs::remove_file(&a.socket);
+                    // Answers already given (a cut-off restore's) reach their clients.
+                    crate::control::finish_answers(Duration::from_secs(3));
                     return Ok(0);
                 }
             }

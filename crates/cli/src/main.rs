@@ -165,12 +165,17 @@ fn main() {
     };
     init_logging(&cli.global);
     // The config file is read before any command runs, so a broken file is reported at once
-    // (exit code 2), whatever the command.
-    let result = config::load(cli.global.config.as_deref()).and_then(|settings| {
-        settings.apply_repository(&mut cli.global);
-        cli.global.settings = settings;
+    // (exit code 2), whatever the command. Not for `--daemon`: the client needs nothing from
+    // it, and the system's file may be readable by root only while any listed user may ask.
+    let result = if cli.global.use_daemon {
         run(&cli)
-    });
+    } else {
+        config::load(cli.global.config.as_deref()).and_then(|settings| {
+            settings.apply_repository(&mut cli.global);
+            cli.global.settings = settings;
+            run(&cli)
+        })
+    };
     backend_stats::write_if_requested();
     match result {
         Ok(code) => std::process::exit(code),

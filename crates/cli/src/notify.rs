@@ -35,23 +35,35 @@ where
 {
     if n.email() {
         let (subject, body) = compose(run, host, log_tail);
-        let (n, host, report) = (n.clone(), host.to_string(), report.clone());
-        std::thread::spawn(move || {
-            report(
-                send(&n, &host, &subject, &body)
+        let (n, host, r) = (n.clone(), host.to_string(), report.clone());
+        let spawned = std::thread::Builder::new()
+            .name("sg-notify-mail".into())
+            .spawn(move || {
+                r(send(&n, &host, &subject, &body)
                     .map(|()| n.email_to.join(", "))
-                    .map_err(|e| format!("{e:#}")),
-            )
-        });
+                    .map_err(|e| format!("{e:#}")))
+            });
+        // No thread (out of memory or threads): the run's log says so; never panic.
+        if let Err(e) = spawned {
+            report(Err(format!("cannot start a thread to send the mail: {e}")));
+        }
     }
     if n.desktop {
         let note = crate::desktop::Note::for_run(run, host, log_tail);
         let users = n.desktop_users.clone();
-        std::thread::spawn(move || {
-            for outcome in crate::desktop::notify_all(users.as_deref(), &note) {
-                report(outcome);
-            }
-        });
+        let r = report.clone();
+        let spawned = std::thread::Builder::new()
+            .name("sg-notify-desktop".into())
+            .spawn(move || {
+                for outcome in crate::desktop::notify_all(users.as_deref(), &note) {
+                    r(outcome);
+                }
+            });
+        if let Err(e) = spawned {
+            report(Err(format!(
+                "cannot start a thread for desktop notifications: {e}"
+            )));
+        }
     }
 }
 

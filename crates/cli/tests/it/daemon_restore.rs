@@ -1,8 +1,11 @@
 //! `snapguard --daemon restore` through the binary: a user in `[daemon] allow_users` restores
 //! their own files through the daemon's control socket without the repository's password, the
-//! files written by tar running as that user; a subtree with someone else's entry is refused
-//! naming it; a target the user cannot write stays untouched (the kernel says no, not the
-//! daemon); users not listed get nothing; root gets the in-process restore.
+//! files written by tar running as that user (with the groups of the asking process, in a
+//! session of its own); a subtree with someone else's entry, or below a directory the user
+//! cannot enter, is refused like a missing path; other hosts' snapshots do not count; a
+//! target the user cannot write stays untouched (the kernel says no, not the daemon); users
+//! not listed get nothing; root gets the in-process restore. A stopped tar loses its slot
+//! after the stall limit, and a stopping daemon answers its restores' clients.
 
 use crate::maintenance::{os, Bg};
 use crate::support::cmd::{Out, Sg, Ws};
@@ -17,6 +20,91 @@ const NOBODY: u32 = 65534;
 fn chmod(p: &Path, mode: u32) {
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
         .unwrap_or_else(|e| panic!("chmod {p:?}: {e}"));
+}
+
+/// `snapguard --daemon ARGS` as `uid` (None: root) with the supplementary `groups` (None:
+/// none), the config file `config`, talking to the daemon at `socket`; not yet started.
+fn client(
+    socket: &Path,
+    uid: Option<u32>,
+    groups: Option<&str>,
+    config: &Path,
+    args: &[&str],
+) -> std::process::Command {
+    let mut cmd = match uid {
+        None => std::process::Command::new(crate::support::cmd::bin()),
+        Some(u) => {
+            let mut c = std::process::Command::new("setpriv");
+            c.args([&format!("--reuid={u}"), &format!("--regid={u}")]);
+            match groups {
+                Some(g) => c.arg(format!("--groups={g}")),
+                None => c.arg("--clear-groups"),
+            };
+            c.arg("--").arg(crate::support::cmd::bin());
+            c
+        }
+    };
+    cmd.env("SNAPGUARD_CONFIG", config)
+        .env("SNAPGUARD_DAEMON_SOCKET", socket)
+        .env_remove("SNAPGUARD_REPOSITORY")
+        .env_remove("SNAPGUARD_PASSWORD")
+        .env_remove("SNAPGUARD_PASSWORD_FILE")
+        .current_dir("/")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .arg("--daemon")
+        .args(args);
+    cmd
+}
+
+/// Run a client to its end.
+fn finish(mut cmd: std::process::Command) -> Out {
+    let cmdline = format!("{cmd:?}");
+    let out = cmd.output().expect("run the client");
+    Out {
+        cmdline,
+        code: out.status.code(),
+        stdout: out.stdout,
+        stderr: out.stderr,
+    }
+}
+
+/// Fields of /proc/PID/stat after the command name: index 0 is field 3 (state).
+fn stat_fields(pid: u32) -> Vec<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rfind(')').map_or("", |i| &stat[i + 1..]);
+    rest.split_whitespace().map(str::to_string).collect()
+}
+
+/// The pid of the daemon's child once it runs `tar` (as `uid`), watched closely from its
+/// start, so that it can be stopped before it has read much of its archive.
+fn find_tar(daemon: u32, uid: u32) -> u32 {
+    let t0 = Instant::now();
+    loop {
+        for task in std::fs::read_dir(format!("/proc/{daemon}/task"))
+            .expect("tasks")
+            .flatten()
+        {
+            let children =
+                std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            for pid in children
+                .split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok())
+            {
+                let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+                if comm.trim() == "tar"
+                    && std::fs::metadata(format!("/proc/{pid}")).is_ok_and(|m| m.uid() == uid)
+                {
+                    return pid;
+                }
+            }
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "no tar as uid {uid}"
+        );
+    }
 }
 
 #[test]
@@ -73,8 +161,21 @@ fn users_restore_their_own_files_through_the_daemon() {
     for p in ["home/mixed", "home/mixed/own.txt", "home/mixed/zz"] {
         assert!(fx.chown(p, NOBODY, NOBODY), "chown {p}");
     }
+    // A file of nobody's in a directory only root may enter.
+    fx.file("home/locked/nobody.txt", b"in a locked room\n");
+    assert!(fx.chown("home/locked/nobody.txt", NOBODY, NOBODY));
+    fx.mode("home/locked", 0o700);
     let built = fx.finish();
     sg.backup(&[&src], &[]);
+    // A newer snapshot of another host, where uid 65534 may be someone else: not nobody's.
+    let elsewhere = ws.path("elsewhere");
+    let mut fx2 = Fixture::new(&elsewhere);
+    fx2.file("theirs.txt", b"another host's\n");
+    assert!(fx2.chown("theirs.txt", NOBODY, NOBODY));
+    fx2.finish();
+    std::os::unix::fs::chown(&elsewhere, Some(NOBODY), Some(NOBODY)).expect("chown elsewhere");
+    // (It is the newest snapshot: every `latest:` below must still mean this host's newest.)
+    let other_host = sg.backup(&[&elsewhere], &["--host", "some-other-host"]);
 
     let config = ws.path("config.toml");
     std::fs::write(&config, "[daemon]\nallow_users = [\"nobody\"]\n").expect("config");
@@ -94,30 +195,7 @@ fn users_restore_their_own_files_through_the_daemon() {
 
     // The client gets neither the repository's location nor its password.
     let ask = |uid: Option<u32>, args: &[&str]| -> Out {
-        let mut cmd = match uid {
-            None => assert_cmd::Command::new(crate::support::cmd::bin()),
-            Some(u) => {
-                let mut c = assert_cmd::Command::new("setpriv");
-                c.args([
-                    &format!("--reuid={u}"),
-                    &format!("--regid={u}"),
-                    "--clear-groups",
-                    "--",
-                ])
-                .arg(crate::support::cmd::bin());
-                c
-            }
-        };
-        cmd.env("SNAPGUARD_CONFIG", "/dev/null")
-            .env("SNAPGUARD_DAEMON_SOCKET", &socket)
-            .env_remove("SNAPGUARD_REPOSITORY")
-            .env_remove("SNAPGUARD_PASSWORD")
-            .env_remove("SNAPGUARD_PASSWORD_FILE")
-            .current_dir("/")
-            .timeout(Duration::from_secs(120));
-        let mut all = vec!["--daemon"];
-        all.extend_from_slice(args);
-        crate::support::cmd::run_cmd(&mut cmd, all)
+        finish(client(&socket, uid, None, Path::new("/dev/null"), args))
     };
     let spec = |rel: &str| format!("latest:{}", src.join(rel).display());
 
@@ -178,13 +256,118 @@ fn users_restore_their_own_files_through_the_daemon() {
             refused.to_str().expect("utf-8"),
         ],
     );
-    assert_eq!(out.code, Some(1), "{out}");
-    let err = out.stderr_str();
-    assert!(
-        err.contains("home/mixed/zz/root.txt") && err.contains("belongs to uid 0"),
-        "{out}"
-    );
+    assert_eq!(out.code, Some(15), "{out}");
+    let mixed_err = out.stderr_str();
+    assert!(mixed_err.contains("not all of it is yours"), "{out}");
     assert!(!refused.exists(), "a refused restore wrote {refused:?}");
+    // A file of nobody's in a directory nobody cannot enter: refused with the message a
+    // missing path gets (nobody learns nothing about what is in there).
+    let locked = src.join("home/locked/nobody.txt");
+    let missing = src.join("home/locked/nothing.txt");
+    let mut errs = Vec::new();
+    for p in [&locked, &missing] {
+        let out = ask(
+            Some(NOBODY),
+            &[
+                "restore",
+                &format!("latest:{}", p.display()),
+                "--target",
+                refused.to_str().expect("utf-8"),
+            ],
+        );
+        assert_eq!(out.code, Some(15), "{out}");
+        errs.push(out.stderr_str().replace(p.to_str().expect("utf-8"), "PATH"));
+    }
+    assert_eq!(errs[0], errs[1], "the locked file and a missing one differ");
+    assert!(!refused.exists(), "a refused restore wrote {refused:?}");
+    // Another host's snapshot is not found for nobody, although it is newer and nobody owns it.
+    let out = ask(
+        Some(NOBODY),
+        &[
+            "restore",
+            &format!("{}:{}", other_host.id, elsewhere.display()),
+            "--target",
+            refused.to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(out.code, Some(15), "{out}");
+    assert!(out.stderr_str().contains("no snapshot matches"), "{out}");
+    let out = ask(
+        Some(NOBODY),
+        &[
+            "restore",
+            &format!("latest:{}", elsewhere.display()),
+            "--target",
+            refused.to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(out.code, Some(15), "{out}");
+    assert!(!refused.exists(), "a refused restore wrote {refused:?}");
+    // A target with a newline (it would forge a line of the daemon's log): refused.
+    let out = ask(
+        Some(NOBODY),
+        &[
+            "restore",
+            &spec("home/nobody-dir"),
+            "--target",
+            &format!(
+                "{}\nFAKE control: root restored everything",
+                mine.join("nl").display()
+            ),
+        ],
+    );
+    assert_eq!(out.code, Some(2), "{out}");
+    assert!(out.stderr_str().contains("control characters"), "{out}");
+    // tar gets the groups of the asking process, not those the user database lists: nobody
+    // with group 4242 may write into a directory of that group.
+    let group_dir = targets.join("group-4242");
+    std::fs::create_dir(&group_dir).expect("mkdir group dir");
+    std::os::unix::fs::chown(&group_dir, Some(0), Some(4242)).expect("chown group dir");
+    chmod(&group_dir, 0o770);
+    let group_out = group_dir.join("out");
+    let out = finish(client(
+        &socket,
+        Some(NOBODY),
+        Some("4242"),
+        Path::new("/dev/null"),
+        &[
+            "restore",
+            &spec("home/nobody-dir/a.txt"),
+            "--target",
+            group_out.to_str().expect("utf-8"),
+        ],
+    ));
+    out.expect_code(0);
+    assert!(group_out.join("a.txt").exists(), "{out}");
+    // ... and not one more: without it, the same process is told no.
+    let out = ask(
+        Some(NOBODY),
+        &[
+            "restore",
+            &spec("home/nobody-dir/a.txt"),
+            "--target",
+            group_dir.join("out2").to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(out.code, Some(18), "{out}");
+    // A config file only root may read (like /etc/snapguard/config.toml) does not stop a user's
+    // --daemon restore.
+    let secret_config = ws.path("root-only.toml");
+    std::fs::write(&secret_config, "[daemon]\nallow_users = [\"nobody\"]\n").expect("config");
+    chmod(&secret_config, 0o600);
+    let out = finish(client(
+        &socket,
+        Some(NOBODY),
+        None,
+        &secret_config,
+        &[
+            "restore",
+            &spec("home/nobody-dir/a.txt"),
+            "--target",
+            mine.join("cfg").to_str().expect("utf-8"),
+        ],
+    ));
+    out.expect_code(0);
 
     // A target nobody cannot write: tar, running as nobody, is told no by the kernel.
     let out = ask(
@@ -275,6 +458,209 @@ fn users_restore_their_own_files_through_the_daemon() {
     // jobs status does.
     ask(Some(NOBODY), &["jobs", "status"]).expect_code(0);
 
+    daemon.signal(rustix::process::Signal::TERM);
+    assert_eq!(daemon.finish().code, Some(0));
+}
+
+/// tar runs in a session of its own with no controlling terminal; a tar its user stopped holds
+/// the user's one restore slot only until the daemon's stall limit (60 s) and is then killed;
+/// a stopping daemon answers the client of a running restore naming the stop.
+#[test]
+fn a_stopped_tar_loses_its_slot_and_a_stopping_daemon_answers() {
+    if !crate::support::is_root() {
+        eprintln!("skipped: needs root to ask as other users");
+        return;
+    }
+    let ws = Ws::new();
+    chmod(&ws.root, 0o755);
+    let mut sg = Sg::init(&ws, None);
+    let src = ws.path("src");
+    let mut fx = Fixture::new(&src);
+    // Far more than the socket buffers hold, so that a stopped tar blocks the daemon.
+    fx.random_file("big/big.bin", 64_000_000, 3);
+    assert!(fx.chown("big/big.bin", NOBODY, NOBODY));
+    assert!(fx.chown("big", NOBODY, NOBODY));
+    fx.finish();
+    sg.backup(&[&src], &[]);
+    let (daemon, socket) = start_daemon(&ws, &mut sg);
+    let targets = ws.path("targets");
+    std::fs::create_dir(&targets).expect("mkdir targets");
+    std::os::unix::fs::chown(&targets, Some(NOBODY), Some(NOBODY)).expect("chown targets");
+    let spec = format!("latest:{}", src.join("big").display());
+    let restore = |name: &str| {
+        client(
+            &socket,
+            Some(NOBODY),
+            None,
+            Path::new("/dev/null"),
+            &[
+                "restore",
+                &spec,
+                "--target",
+                targets.join(name).to_str().expect("utf-8"),
+            ],
+        )
+    };
+
+    let mut first = restore("first").spawn().expect("start a restore");
+    let tar = find_tar(daemon.pid(), NOBODY);
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(tar as i32).expect("pid"),
+        rustix::process::Signal::STOP,
+    )
+    .expect("SIGSTOP tar");
+    // A session of its own (not the daemon's), and no controlling terminal.
+    let tar_stat = stat_fields(tar);
+    let daemon_stat = stat_fields(daemon.pid());
+    assert_eq!(
+        tar_stat[3],
+        tar.to_string(),
+        "tar does not lead its own session"
+    );
+    assert_ne!(
+        tar_stat[3], daemon_stat[3],
+        "tar is in the daemon's session"
+    );
+    assert_eq!(tar_stat[4], "0", "tar has a controlling terminal");
+    // No descriptors beyond stdin, stdout and stderr but the files tar extracts.
+    let foreign: Vec<String> = std::fs::read_dir(format!("/proc/{tar}/fd"))
+        .expect("tar's fds")
+        .flatten()
+        .filter(|e| e.file_name().to_str().and_then(|f| f.parse::<u32>().ok()) > Some(2))
+        .map(|e| std::fs::read_link(e.path()).unwrap_or_default())
+        .filter(|l| !l.starts_with(&targets))
+        .map(|l| l.display().to_string())
+        .collect();
+    assert!(foreign.is_empty(), "tar has descriptors of {foreign:?}");
+    assert!(
+        first.try_wait().expect("try_wait").is_none(),
+        "the restore ended before its tar could be stopped"
+    );
+    // One restore per user: a second one is refused while the first is stuck.
+    let out = finish(restore("second"));
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(out.stderr_str().contains("running already"), "{out}");
+    // The stuck one ends by the stall limit, tar killed.
+    let t0 = Instant::now();
+    let out = first
+        .wait_with_output()
+        .expect("wait for the first restore");
+    let took = t0.elapsed();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("read nothing for 60 s"), "{err}");
+    // The stall limit is 60 s; a loaded machine (the whole suite in parallel) adds to it.
+    assert!(took < Duration::from_secs(180), "took {took:?}");
+    assert!(
+        !Path::new(&format!("/proc/{tar}")).exists() || stat_fields(tar)[0] == "Z",
+        "the stopped tar was not killed"
+    );
+    // The slot is back: the next restore of this user runs (and is complete).
+    finish(restore("third")).expect_code(0);
+    assert_eq!(
+        std::fs::metadata(targets.join("third/big.bin"))
+            .expect("restored")
+            .len(),
+        64_000_000
+    );
+
+    // A stopping daemon answers the client of a restore it cuts off.
+    let last = restore("last").spawn().expect("start a restore");
+    let tar = find_tar(daemon.pid(), NOBODY);
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(tar as i32).expect("pid"),
+        rustix::process::Signal::STOP,
+    )
+    .expect("SIGSTOP tar");
+    std::thread::sleep(Duration::from_millis(300));
+    daemon.signal(rustix::process::Signal::TERM);
+    let out = last.wait_with_output().expect("wait for the last restore");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("the daemon is stopping (SIGTERM)"), "{err}");
+    assert_eq!(daemon.finish().code, Some(0));
+}
+
+/// Start a daemon that lets nobody restore, on the repository of `sg`; its socket.
+fn start_daemon(ws: &Ws, sg: &mut Sg) -> (Bg, std::path::PathBuf) {
+    let config = ws.path("config.toml");
+    std::fs::write(&config, "[daemon]\nallow_users = [\"nobody\"]\n").expect("config");
+    sg.config = config;
+    let socket = ws.path("run/daemon.sock");
+    sg.extra_env
+        .push(("SNAPGUARD_DAEMON_SOCKET".into(), socket.clone().into()));
+    let state = ws.path("state").display().to_string();
+    let mut daemon = Bg::spawn(sg, &[os("daemon"), os("--state-dir"), os(&state)]);
+    let t0 = Instant::now();
+    while !socket.exists() {
+        assert!(daemon.running(), "the daemon exited");
+        assert!(t0.elapsed() < Duration::from_secs(20), "no control socket");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (daemon, socket)
+}
+
+/// The largest file below `dir`.
+fn largest_file(dir: &Path) -> std::path::PathBuf {
+    let mut best = (0, dir.to_path_buf());
+    for e in std::fs::read_dir(dir).expect("read_dir").flatten() {
+        let p = e.path();
+        let m = std::fs::symlink_metadata(&p).expect("stat");
+        let candidate = if m.is_dir() {
+            largest_file(&p)
+        } else {
+            p.clone()
+        };
+        let len = std::fs::metadata(&candidate).map_or(0, |m| m.len());
+        if candidate != *dir && len > best.0 {
+            best = (len, candidate);
+        }
+    }
+    best.1
+}
+
+/// When the export fails partway (a damaged pack), the client is told that, with its exit code
+/// (14), not tar's complaint about the archive ending early.
+#[test]
+fn a_failing_export_is_reported_instead_of_tars_eof() {
+    if !crate::support::is_root() {
+        eprintln!("skipped: needs root to ask as other users");
+        return;
+    }
+    let ws = Ws::new();
+    chmod(&ws.root, 0o755);
+    let mut sg = Sg::init(&ws, None);
+    let src = ws.path("src");
+    let mut fx = Fixture::new(&src);
+    fx.random_file("d/big.bin", 8_000_000, 5);
+    assert!(fx.chown("d/big.bin", NOBODY, NOBODY));
+    assert!(fx.chown("d", NOBODY, NOBODY));
+    fx.finish();
+    sg.backup(&[&src], &[]);
+    // Damage the middle of the largest pack: the export reads good blobs, then a bad one.
+    let pack = largest_file(&sg.repo);
+    let mut bytes = std::fs::read(&pack).expect("read pack");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&pack, bytes).expect("write pack");
+    let (daemon, socket) = start_daemon(&ws, &mut sg);
+    let targets = ws.path("targets");
+    std::fs::create_dir(&targets).expect("mkdir targets");
+    std::os::unix::fs::chown(&targets, Some(NOBODY), Some(NOBODY)).expect("chown targets");
+    let out = finish(client(
+        &socket,
+        Some(NOBODY),
+        None,
+        Path::new("/dev/null"),
+        &[
+            "restore",
+            &format!("latest:{}", src.join("d").display()),
+            "--target",
+            targets.join("out").to_str().expect("utf-8"),
+        ],
+    ));
+    assert_eq!(out.code, Some(14), "{out}");
+    assert!(!out.stderr_str().contains("Unexpected EOF"), "{out}");
     daemon.signal(rustix::process::Signal::TERM);
     assert_eq!(daemon.finish().code, Some(0));
 }

@@ -4,6 +4,7 @@ mod browser;
 mod btrfs_backup;
 mod commands;
 mod config;
+mod control_limits;
 mod copy;
 mod crash;
 mod daemon;
