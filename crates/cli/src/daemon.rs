@@ -920,12 +920,13 @@ fn web_answer(
     running: &mut BTreeMap<String, Running>,
     start: &mut StartJob<'_>,
 ) -> Result<serde_json::Value, snapguard_web::ApiError> {
-    use crate::web::{JobRow, WebRequest};
+    use crate::web::WebRequest;
     use snapguard_web::ApiError;
+    use snapguard_web::JobInfo;
     match request {
         WebRequest::Jobs => {
             let t = now();
-            let rows: Vec<JobRow> = jobs
+            let rows: Vec<JobInfo> = jobs
                 .iter()
                 .map(|(name, j)| {
                     let times =
@@ -936,7 +937,7 @@ fn web_answer(
                                 last_start: Some(t),
                             });
                     let from = times.last_start.unwrap_or(times.first_seen);
-                    JobRow {
+                    JobInfo {
                         name: name.clone(),
                         kind: j.action.kind().to_string(),
                         schedule: j.schedule_text.clone(),

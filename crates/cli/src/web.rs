@@ -50,18 +50,8 @@ impl Control for WebControl {
     fn jobs(&self) -> Vec<JobInfo> {
         self.ask(WebRequest::Jobs)
             .ok()
-            .and_then(|v| serde_json::from_value::<Vec<JobRow>>(v).ok())
+            .and_then(|v| serde_json::from_value::<Vec<JobInfo>>(v).ok())
             .unwrap_or_default()
-            .into_iter()
-            .map(|r| JobInfo {
-                name: r.name,
-                kind: r.kind,
-                schedule: r.schedule,
-                when: r.when,
-                running: r.running,
-                next_run: r.next_run,
-            })
-            .collect()
     }
 
     fn run_job(&self, job: &str, who: &str) -> Result<i64, ApiError> {
@@ -85,17 +75,6 @@ impl Control for WebControl {
     fn settings(&self) -> Value {
         self.settings.clone()
     }
-}
-
-/// A job as the event loop reports it.
-#[derive(serde::Serialize, serde::Deserialize)]
-pub struct JobRow {
-    pub name: String,
-    pub kind: String,
-    pub schedule: String,
-    pub when: String,
-    pub running: Option<i64>,
-    pub next_run: Option<String>,
 }
 
 /// The configuration for the settings page: what is configured, never a secret (a password

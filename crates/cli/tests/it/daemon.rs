@@ -548,22 +548,8 @@ fn the_control_socket_decides_by_peer_credentials() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let ask = |uid: Option<&str>, args: &[&str]| -> Out {
-        let mut cmd = match uid {
-            None => assert_cmd::Command::new(crate::support::cmd::bin()),
-            Some(u) => {
-                let mut c = assert_cmd::Command::new("setpriv");
-                c.args([
-                    &format!("--reuid={u}"),
-                    &format!("--regid={u}"),
-                    "--clear-groups",
-                    "--",
-                ])
-                .arg(crate::support::cmd::bin());
-                c
-            }
-        };
-        cmd.env("SNAPGUARD_CONFIG", "/dev/null")
-            .env("SNAPGUARD_DAEMON_SOCKET", &socket);
+        let mut cmd = crate::support::cmd::as_user(uid);
+        cmd.env("SNAPGUARD_DAEMON_SOCKET", &socket);
         let mut all = vec!["jobs"];
         all.extend_from_slice(args);
         crate::support::cmd::run_cmd(&mut cmd, all)

@@ -330,3 +330,24 @@ pub fn s3_sg(ws: &Ws, url: String, cache: &str, access_key: &str, secret_key: &s
         .collect(),
     }
 }
+
+/// `snapguard` run as root (`uid` None) or as another user through setpriv (uid and gid
+/// `uid`, no supplementary groups), with no configuration file.
+pub fn as_user(uid: Option<&str>) -> assert_cmd::Command {
+    let mut cmd = match uid {
+        None => assert_cmd::Command::new(bin()),
+        Some(u) => {
+            let mut c = assert_cmd::Command::new("setpriv");
+            c.args([
+                &format!("--reuid={u}"),
+                &format!("--regid={u}"),
+                "--clear-groups",
+                "--",
+            ])
+            .arg(bin());
+            c
+        }
+    };
+    cmd.env("SNAPGUARD_CONFIG", "/dev/null");
+    cmd
+}
