@@ -41,9 +41,13 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-fn start_chromedriver(log: &Path) -> Driver {
+/// `tmp`: the temporary directory of chromedriver and Chromium (their profile and scratch
+/// directories), inside the test's workspace so that nothing is left in /tmp.
+fn start_chromedriver(log: &Path, tmp: &Path) -> Driver {
     let port = free_port();
+    std::fs::create_dir_all(tmp).expect("tmp dir");
     let child = Command::new(CHROMEDRIVER)
+        .env("TMPDIR", tmp)
         .arg(format!("--port={port}"))
         .arg(format!("--log-path={}", log.display()))
         .stdout(Stdio::null())
@@ -198,7 +202,7 @@ fn the_web_ui_in_chromium() {
     let port = crate::web::wait_for_address(&state, &mut daemon);
     let downloads = ws.path("downloads");
     std::fs::create_dir_all(&downloads).expect("mkdir");
-    let chromedriver = start_chromedriver(&artifacts().join("chromedriver.log"));
+    let chromedriver = start_chromedriver(&artifacts().join("chromedriver.log"), &ws.path("tmp"));
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
