@@ -428,12 +428,8 @@ fn restore_as_root(
 ) -> Result<Value, Failure> {
     let opts = RestoreOptions {
         target,
-        includes: Vec::new(),
-        excludes: Vec::new(),
-        dry_run: false,
         overwrite,
-        delete: false,
-        progress: None,
+        ..Default::default()
     };
     let r = snapguard_engine::restore(repo, snap, sub, &opts).map_err(|e| name_snapshot(e, id))?;
     Ok(json!({

@@ -106,6 +106,15 @@ fn snapshot_path_exact(p: Option<&str>, hex_path: Option<&str>) -> Result<Vec<u8
     Ok(p.as_bytes().to_vec())
 }
 
+/// How many pack files the repository has and their total size (one listing).
+pub(crate) fn pack_totals(repo: &Repository) -> Result<(usize, u64), ApiError> {
+    let packs = repo
+        .backend()
+        .list(FileType::Pack)
+        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "repository", e.to_string()))?;
+    Ok((packs.len(), packs.iter().map(|(_, n)| n).sum()))
+}
+
 fn view(repo: &Repository, spec: &str) -> Result<SnapshotView, ApiError> {
     let (id, snap) = repo.find_snapshot(spec)?;
     Ok(annotate::view_of(repo, id, snap)?)
@@ -118,17 +127,12 @@ async fn repository(State(app): State<AppState>, _auth: Auth) -> Result<Json<Val
     blocking(move || {
         let s = app.0.repo.session("web: repository", false)?;
         let snapshots = s.repo.list_snapshots()?.len();
-        let packs = s
-            .repo
-            .backend()
-            .list(FileType::Pack)
-            .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "repository", e.to_string()))?;
-        let stored: u64 = packs.iter().map(|(_, n)| n).sum();
+        let (packs, stored) = pack_totals(&s.repo)?;
         Ok(Json(json!({
             "location": s.repo.location(),
             "id": s.repo.config().repo_id.to_hex(),
             "snapshots": snapshots,
-            "packs": packs.len(),
+            "packs": packs,
             "stored_size": stored,
             "append_only": s.repo.is_append_only(),
         })))
@@ -944,12 +948,8 @@ async fn restore(
         let v = view(&s.repo, &body.snapshot)?;
         let opts = snapguard_engine::RestoreOptions {
             target: target.clone(),
-            includes: Vec::new(),
-            excludes: Vec::new(),
-            dry_run: false,
             overwrite,
-            delete: false,
-            progress: None,
+            ..Default::default()
         };
         let summary = snapguard_engine::restore(&s.repo, &v.snapshot, &path, &opts)?;
         tracing::info!(user = %auth.user.name, snapshot = %v.id.short(), path = %String::from_utf8_lossy(&path), target = %target.display(), "restored");

@@ -8,7 +8,6 @@ use crate::{ApiError, AppState};
 use axum::extract::{FromRequestParts, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use snapguard_backend::FileType;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
@@ -126,12 +125,7 @@ fn render(app: &AppState) -> String {
     }
     let repo = app.0.repo.session("web: metrics", false).and_then(|s| {
         let views = snapguard_engine::annotate::views(&s.repo)?.0;
-        let packs = s
-            .repo
-            .backend()
-            .list(FileType::Pack)
-            .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "repository", e.to_string()))?;
-        Ok((views, packs))
+        Ok((views, crate::api::pack_totals(&s.repo)?))
     });
     o.help(
         "snapguard_repository_up",
@@ -143,7 +137,7 @@ fn render(app: &AppState) -> String {
             tracing::warn!("metrics: {e}");
             o.sample("snapguard_repository_up", &[], 0);
         }
-        Ok((views, packs)) => {
+        Ok((views, (packs, stored))) => {
             o.sample("snapguard_repository_up", &[], 1);
             o.help(
                 "snapguard_repository_snapshots",
@@ -156,17 +150,13 @@ fn render(app: &AppState) -> String {
                 "gauge",
                 "Size of all packs.",
             );
-            o.sample(
-                "snapguard_repository_stored_bytes",
-                &[],
-                packs.iter().map(|(_, n)| n).sum::<u64>(),
-            );
+            o.sample("snapguard_repository_stored_bytes", &[], stored);
             o.help(
                 "snapguard_repository_packs",
                 "gauge",
                 "Pack files in the repository.",
             );
-            o.sample("snapguard_repository_packs", &[], packs.len());
+            o.sample("snapguard_repository_packs", &[], packs);
             let sum = |f: fn(&snapguard_format::SnapshotSummary) -> u64| -> u64 {
                 views
                     .iter()
