@@ -263,9 +263,15 @@ impl Mounted {
     /// `fusermount3 -u` or `umount`).
     pub fn run(self) -> Result<(), MountError> {
         let path = self.mountpoint.clone();
-        self.session
-            .run()
-            .map_err(|cause| MountError::Session { path, cause })
+        match self.session.run() {
+            // The kernel ended the connection (a detached mount whose last user let go can end
+            // this way rather than with ENODEV): the filesystem is gone, as when unmounted.
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::CONNABORTED.raw_os_error()) => {
+                tracing::info!("{}: the kernel ended the FUSE connection", path.display());
+                Ok(())
+            }
+            r => r.map_err(|cause| MountError::Session { path, cause }),
+        }
     }
 }
 
